@@ -1,0 +1,82 @@
+"""The collection on disk: file names and the manifest. The one contract between `scripts` (writer)
+and `search_core` (reader).
+
+```
+collection/
+  manifest.json   Manifest below
+  dataset/        datasets.Dataset.save_to_disk: one row per image, rows sorted by year
+                  (known years ascending, unknown years last) so a year range is a row range
+  embeddings.npy  float32 [rows, dim], L2-normalised; row i is dataset row i
+  index.faiss     FAISS index, metric inner product, ids are dataset row numbers
+  skipped.jsonl   one {"file": ..., "reason": ...} per source file that was not embedded
+```
+
+Dataset columns: ``image`` (datasets ``Image()``, bytes embedded so the folder is self-contained),
+``file_name`` (always), ``year``, ``title``, ``book_id``, ``volume``, ``page``, ``image_number``
+(None where unknown), plus any other scalar columns the source had.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT_VERSION = 1
+
+MANIFEST = "manifest.json"
+DATASET_DIR = "dataset"
+EMBEDDINGS = "embeddings.npy"
+INDEX = "index.faiss"
+SKIPPED = "skipped.jsonl"
+
+# Encoded at build time and stored in the manifest: at open, the same text encoded by the
+# model in use must give (nearly) the same vector, which catches a different model even when
+# two models share a name or a path.
+MODEL_PROBE_TEXT = "an illustration from a book"
+MODEL_PROBE_MIN_COSINE = 0.98
+
+METADATA_COLUMNS = ("file_name", "year", "title", "book_id", "volume", "page", "image_number")
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """What index was built and how well it does against exact search."""
+
+    spec: str                          # FAISS factory string, e.g. "Flat" or "IVF1024,SQ8"
+    params: dict[str, Any] = field(default_factory=dict)   # search-time params, e.g. {"nprobe": 16}
+    recall_at_10: float | None = None  # measured against exact search at build; None for exact
+
+
+@dataclass(frozen=True)
+class Manifest:
+    format_version: int
+    model: str                 # name or path the collection was embedded with
+    embedding_dim: int
+    metric: str                # always "ip": cosine on normalised vectors
+    rows: int
+    index: IndexInfo
+    source: str
+    built_at: str              # ISO 8601, UTC
+    model_probe: list[float]   # MODEL_PROBE_TEXT encoded by the build's model
+    precision: str = "fp32"    # how the images were embedded (fp32, bf16, fp16, int8)
+    skipped: int = 0
+    checksums: dict[str, str] = field(default_factory=dict)  # file name -> sha256 hex
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        data = dict(data)
+        data["index"] = IndexInfo(**data["index"])
+        return cls(**data)
+
+    def write(self, folder: Path) -> None:
+        (Path(folder) / MANIFEST).write_text(self.to_json(), encoding="utf-8")
+
+    @classmethod
+    def read(cls, folder: Path) -> Manifest:
+        """Read and parse; raises FileNotFoundError, ValueError (bad JSON) or TypeError/KeyError."""
+        return cls.from_dict(json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8")))

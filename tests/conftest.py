@@ -1,0 +1,44 @@
+"""Shared fixtures: a tiny random-weight CLIP, generated images, and a collection built from them.
+
+Everything is made locally; no test touches the network beyond 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# No test may reach a hub: fail fast instead of hanging on a download.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from tests.fixtures.images import SampleImage, make_imagefolder  # noqa: E402
+from tests.fixtures.tiny_clip import build_tiny_clip  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of a tiny CLIP in sentence-transformers layout; load it with SentenceTransformer(path)."""
+    return build_tiny_clip(tmp_path_factory.mktemp("tiny_clip"))
+
+
+@pytest.fixture(scope="session")
+def sample_images(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[SampleImage]]:
+    """An imagefolder (year sub-folders, BL names) of 24 distinct JPEGs; treat as read-only."""
+    root = tmp_path_factory.mktemp("images")
+    return root, make_imagefolder(root, n=24)
+
+
+@pytest.fixture(scope="session")
+def collection_dir(tmp_path_factory: pytest.TempPathFactory, tiny_clip: Path,
+                   sample_images: tuple[Path, list[SampleImage]]) -> Path:
+    """A collection built from sample_images with the tiny CLIP; treat as read-only."""
+    from scripts.build import build_collection
+
+    out = tmp_path_factory.mktemp("collections") / "sample"
+    build_collection(str(sample_images[0]), out, model=str(tiny_clip), device="cpu")
+    return out
