@@ -65,3 +65,21 @@ class Encoder:
         vecs = self.model.encode(list(images), batch_size=batch_size, convert_to_numpy=True,
                                  normalize_embeddings=True, show_progress_bar=False)
         return np.ascontiguousarray(vecs, dtype=np.float32)
+
+    # --- Split preprocessing from the model, so a build can overlap the two -----------------
+    # preprocess() is pure CPU work on PIL images (resize, crop, normalise) and is safe to run in
+    # worker threads or DataLoader workers; embed_preprocessed() runs the model on its output.
+
+    def preprocess_images(self, images: Sequence[Image.Image]) -> dict:
+        """Model inputs for a batch of RGB images (a dict holding 'pixel_values')."""
+        return self.model.preprocess(list(images))
+
+    def embed_preprocessed(self, features: dict) -> np.ndarray:
+        """Run the model on preprocess_images() output: float32 [n, dim], unit length."""
+        import torch
+
+        features = {k: (v.to(self.device) if hasattr(v, "to") else v) for k, v in features.items()}
+        with torch.inference_mode():
+            out = self.model.forward(features)["sentence_embedding"]
+            out = torch.nn.functional.normalize(out.float(), dim=-1)
+        return np.ascontiguousarray(out.cpu().numpy(), dtype=np.float32)
