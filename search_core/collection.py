@@ -1,0 +1,255 @@
+"""Open a collection folder read-only: manifest, dataset rows, embeddings and FAISS index.
+
+Everything large is memory-mapped (Arrow files, ``embeddings.npy``, ``index.faiss`` where FAISS
+allows it), so a big collection opens in a moment and several processes share its pages.
+Every way a folder can be broken becomes one `CollectionError` naming the file at fault.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from search_core import layout
+from search_core.errors import CollectionError, QueryError
+from search_core.layout import Manifest
+
+log = logging.getLogger(__name__)
+
+
+def read_index(path: Path) -> Any:
+    """Read a FAISS index, memory-mapped where this FAISS build can.
+
+    Measured (anchors/faiss_results.md, faiss 1.15.1): ``IO_FLAG_MMAP_IFC`` maps a Flat index with
+    shared file-backed pages and opens in ~0 s, while ``IO_FLAG_MMAP`` copied a Flat index into
+    anonymous memory. Flat, SQ, IVF-Flat/SQ/PQ and HNSW all open with ``IO_FLAG_MMAP_IFC`` here;
+    an index type that refuses it is read normally.
+    """
+    import faiss
+
+    flag = getattr(faiss, "IO_FLAG_MMAP_IFC", None)
+    if flag is not None:
+        try:
+            return faiss.read_index(str(path), flag)
+        except RuntimeError as exc:
+            log.info("index %s cannot be memory-mapped (%s); reading it into memory",
+                     path.name, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    return faiss.read_index(str(path))
+
+
+def apply_index_params(index: Any, params: dict[str, Any]) -> None:
+    """Set the build's search-time parameters (nprobe, efSearch) on the index itself.
+
+    `search.SearchService` passes them again with each filtered search, because FAISS search
+    parameter objects replace, not extend, the index's own settings.
+    """
+    import faiss
+
+    if not params:
+        return
+    text = ",".join(f"{k}={v}" for k, v in params.items())
+    try:
+        faiss.ParameterSpace().set_index_parameters(index, text)
+    except RuntimeError as exc:
+        raise CollectionError(f"{layout.MANIFEST} has index parameters this index does not take: {text}.") from exc
+
+
+@dataclass
+class Collection:
+    """A collection on disk, opened read-only. Row i of the dataset = embedding i = FAISS id i."""
+
+    path: Path
+    manifest: Manifest
+    dataset: Any               # datasets.Dataset, memory-mapped Arrow
+    embeddings: np.ndarray     # [rows, dim], memory-mapped
+    index: Any                 # faiss.Index, ids are row numbers
+    _years: np.ndarray | None = field(default=None, repr=False)
+    _known_years: int = field(default=0, repr=False)
+
+    @property
+    def rows(self) -> int:
+        return self.manifest.rows
+
+    @classmethod
+    def open(cls, path: str | Path) -> Collection:
+        """Open and check a collection; raises CollectionError naming the file that is wrong."""
+        path = Path(path)
+        if not path.is_dir():
+            raise CollectionError(f"No collection at {path}: the folder does not exist.")
+        manifest = _read_manifest(path)
+        dataset = _read_dataset(path, manifest)
+        embeddings = _read_embeddings(path, manifest)
+        index = _read_faiss_index(path, manifest)
+        collection = cls(path=path, manifest=manifest, dataset=dataset, embeddings=embeddings, index=index)
+        collection._load_years()
+        log.info("opened collection %s: %d rows, index %s", path, manifest.rows, manifest.index.spec)
+        return collection
+
+    # --- rows -------------------------------------------------------------------------------
+
+    def _check_row(self, row: int) -> int:
+        row = int(row)
+        if not 0 <= row < self.rows:
+            raise QueryError(f"There is no image number {row} in this collection (it has {self.rows}).")
+        return row
+
+    def image(self, row: int) -> Image.Image:
+        """The stored image of a row, as RGB (transparency composited on white)."""
+        from search_core.images import to_rgb
+
+        row = self._check_row(row)
+        try:
+            img = self.dataset[row]["image"]
+            if not isinstance(img, Image.Image):   # a column stored without the Image() feature
+                raise TypeError(f"image column holds {type(img).__name__}")
+            return to_rgb(img)
+        except (OSError, SyntaxError, ValueError, TypeError, KeyError) as exc:
+            raise CollectionError(f"Image {row} in {layout.DATASET_DIR}/ cannot be read: {exc}") from exc
+
+    def metadata(self, row: int) -> dict[str, Any]:
+        """Every column of a row except the image, without decoding the image."""
+        return self.metadata_rows([self._check_row(row)])[0]
+
+    def metadata_rows(self, rows: Iterable[int]) -> list[dict[str, Any]]:
+        """Metadata of several rows in one Arrow ``take`` (cheaper than one lookup per row)."""
+        rows = [int(r) for r in rows]
+        table = self.dataset.data.table if hasattr(self.dataset.data, "table") else self.dataset.data
+        columns = [c for c in table.column_names if c != "image"]
+        if not rows:
+            return []
+        taken = table.select(columns).take(rows).to_pylist()
+        return taken
+
+    def rows_for_file_names(self, names: Iterable[str]) -> list[int]:
+        """Rows whose file name is in names, ascending; names not in the collection are ignored."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        wanted = sorted({str(n) for n in names if str(n).strip()})
+        if not wanted:
+            return []
+        column = self.dataset.data.column("file_name")
+        mask = pc.is_in(column, value_set=pa.array(wanted, type=column.type))
+        rows = np.flatnonzero(mask.to_numpy(zero_copy_only=False)).tolist()
+        if len(rows) < len(wanted):
+            log.info("%d of %d file names are not in this collection", len(wanted) - len(rows), len(wanted))
+        return rows
+
+    # --- years ------------------------------------------------------------------------------
+
+    def _load_years(self) -> None:
+        """Read the year column once and check the layout's promise that rows are sorted by year."""
+        import pyarrow.compute as pc
+
+        if "year" not in self.dataset.column_names:
+            return
+        column = self.dataset.data.column("year")
+        try:
+            column = pc.cast(column, "int64")
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a bad cast
+            raise CollectionError(f"The year column in {layout.DATASET_DIR}/ is not numeric.") from exc
+        valid = column.is_valid().to_numpy(zero_copy_only=False)
+        known = int(valid.sum())
+        years = column.fill_null(0).to_numpy(zero_copy_only=False)
+        if not valid[:known].all() or np.any(np.diff(years[:known]) < 0):
+            raise CollectionError(f"Rows in {layout.DATASET_DIR}/ are not sorted by year "
+                                  "(known years ascending, unknown last); rebuild the collection.")
+        self._years, self._known_years = years[:known], known
+
+    def year_row_range(self, year_from: int | None = None, year_to: int | None = None) -> tuple[int, int]:
+        """Rows [start, stop) whose year is within [year_from, year_to], both inclusive.
+
+        With no bound, every row (unknown years too); with any bound, rows of unknown year are out.
+        """
+        if year_from is None and year_to is None:
+            return 0, self.rows
+        if year_from is not None and year_to is not None and year_from > year_to:
+            raise QueryError(f"The first year ({year_from}) is after the last year ({year_to}).")
+        if self._years is None:
+            raise QueryError("This collection has no years, so it cannot be filtered by year.")
+        start = 0 if year_from is None else int(np.searchsorted(self._years, year_from, side="left"))
+        stop = self._known_years if year_to is None else int(np.searchsorted(self._years, year_to, side="right"))
+        return start, max(start, stop)
+
+
+# --- opening, one file at a time -------------------------------------------------------------
+
+def _read_manifest(path: Path) -> Manifest:
+    file = path / layout.MANIFEST
+    if not file.is_file():
+        raise CollectionError(f"{path} is not a collection: {layout.MANIFEST} is missing.")
+    try:
+        raw = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CollectionError(f"{layout.MANIFEST} in {path} cannot be read: {exc}") from exc
+    version = raw.get("format_version") if isinstance(raw, dict) else None
+    if version != layout.FORMAT_VERSION:
+        raise CollectionError(f"{layout.MANIFEST} has format version {version!r}; this program reads "
+                              f"version {layout.FORMAT_VERSION}. Rebuild the collection or update the program.")
+    try:
+        manifest = Manifest.from_dict(raw)
+    except (TypeError, KeyError, ValueError) as exc:
+        raise CollectionError(f"{layout.MANIFEST} in {path} is incomplete or malformed: {exc}") from exc
+    if manifest.metric != "ip":
+        raise CollectionError(f"{layout.MANIFEST} names metric {manifest.metric!r}; only 'ip' is supported.")
+    return manifest
+
+
+def _read_dataset(path: Path, manifest: Manifest) -> Any:
+    from datasets import load_from_disk
+
+    folder = path / layout.DATASET_DIR
+    if not folder.is_dir():
+        raise CollectionError(f"The collection at {path} is incomplete: {layout.DATASET_DIR}/ is missing.")
+    try:
+        dataset = load_from_disk(str(folder))
+    except Exception as exc:  # noqa: BLE001 - datasets raises many types for a broken folder
+        raise CollectionError(f"{layout.DATASET_DIR}/ in {path} cannot be read: {type(exc).__name__}: {exc}") from exc
+    if not hasattr(dataset, "num_rows") or isinstance(dataset.num_rows, dict):
+        raise CollectionError(f"{layout.DATASET_DIR}/ in {path} holds a DatasetDict, not one Dataset.")
+    if dataset.num_rows != manifest.rows:
+        raise CollectionError(f"{layout.DATASET_DIR}/ has {dataset.num_rows} rows but {layout.MANIFEST} "
+                              f"says {manifest.rows}.")
+    if "file_name" not in dataset.column_names:
+        raise CollectionError(f"{layout.DATASET_DIR}/ in {path} has no file_name column.")
+    return dataset
+
+
+def _read_embeddings(path: Path, manifest: Manifest) -> np.ndarray:
+    file = path / layout.EMBEDDINGS
+    if not file.is_file():
+        raise CollectionError(f"The collection at {path} is incomplete: {layout.EMBEDDINGS} is missing.")
+    try:
+        embeddings = np.load(file, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise CollectionError(f"{layout.EMBEDDINGS} in {path} is corrupt: {exc}") from exc
+    expected = (manifest.rows, manifest.embedding_dim)
+    if embeddings.shape != expected:
+        raise CollectionError(f"{layout.EMBEDDINGS} has shape {embeddings.shape}; {layout.MANIFEST} "
+                              f"says {expected}.")
+    return embeddings
+
+
+def _read_faiss_index(path: Path, manifest: Manifest) -> Any:
+    file = path / layout.INDEX
+    if not file.is_file():
+        raise CollectionError(f"The collection at {path} is incomplete: {layout.INDEX} is missing.")
+    try:
+        index = read_index(file)
+    except RuntimeError as exc:
+        raise CollectionError(f"{layout.INDEX} in {path} is corrupt or not a FAISS index.") from exc
+    if index.ntotal != manifest.rows:
+        raise CollectionError(f"{layout.INDEX} holds {index.ntotal} vectors but {layout.MANIFEST} "
+                              f"says {manifest.rows} rows.")
+    if index.d != manifest.embedding_dim:
+        raise CollectionError(f"{layout.INDEX} has dimension {index.d} but {layout.MANIFEST} "
+                              f"says {manifest.embedding_dim}.")
+    apply_index_params(index, manifest.index.params)
+    return index
