@@ -1,0 +1,332 @@
+"""`imagesearch build`: turn a SOURCE of images into a collection folder (search_core/layout.py).
+
+Stages, with files between them so a crash costs little:
+1. open the source and read every row's metadata; order rows by year;
+2. embed in shards into a work folder beside OUT (``.OUT.build-<key>``); the key hashes the
+   arguments that change embeddings and the source's file list, so a re-run with the same
+   arguments skips the shards already written;
+3. build and tune the FAISS index;
+4. write the collection into a temporary folder beside OUT and rename it into place (an
+   existing collection is moved aside first and deleted only once the new one is in place), so a
+   reader never sees half a collection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+from tqdm import tqdm
+
+from scripts.embedding import embed_stream
+from scripts.index_choice import resolve_index_spec
+from scripts.indexing import build_index
+from scripts.metadata import ImageMetadata, dataset_metadata, year_order
+from scripts.sources import Source, open_source, source_signature
+from search_core import layout
+from search_core.encoder import DEFAULT_MODEL, Encoder, resolve_device
+from search_core.errors import BuildError
+from search_core.layout import IndexInfo, Manifest
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = {"cpu": 32, "cuda": 256}      # measured best per device (anchors/)
+SHARD_BATCHES = 32                          # batches per shard: what a crash can cost at most
+STATE = "state.json"
+
+
+@dataclass(frozen=True)
+class BuildSummary:
+    """What a build did; the CLI prints it."""
+
+    out: Path
+    rows: int                                   # images in the collection
+    skipped: list[tuple[str, str]]              # (file name, reason) not embedded
+    seconds: float                              # whole build, wall clock
+    images_per_second: float                    # embedding rate of this run
+    index: IndexInfo
+    embedded: int = 0                           # images embedded by this run (not resumed)
+    resumed: int = 0                            # source rows taken from an earlier run's shards
+    device: str = "cpu"
+    precision: str = "fp32"
+    pushed_to: str | None = None
+    source_rows: int = field(default=0)
+
+
+def build_collection(source: str, out: Path, *, model: str = DEFAULT_MODEL, batch_size: int | None = None,
+                     device: str = "auto", index: str = "auto", precision: str = "auto",
+                     push_to_hub: str | None = None, progress: bool = True,
+                     shard_size: int | None = None) -> BuildSummary:
+    """Build (or rebuild) the collection at `out` from `source`. Raises BuildError."""
+    started = time.perf_counter()
+    out = Path(out).expanduser().absolute()
+    _check_out(out)
+
+    src = open_source(source)
+    meta = dataset_metadata(src.dataset, src.image_column)
+    order = year_order(meta)
+
+    device = resolve_device(device)
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    precision = ("fp16" if kind == "cuda" else "fp32") if precision == "auto" else precision
+    batch_size = batch_size or BATCH_SIZE[kind]
+    if batch_size < 1:
+        raise BuildError("--batch-size must be at least 1.")
+    shard_size = shard_size or batch_size * SHARD_BATCHES
+
+    key = _resume_key(src, model=model, precision=precision, batch_size=batch_size, shard_size=shard_size)
+    work = out.parent / f".{out.name}.build-{key[:16]}"
+    encoder = _load_encoder(model, device, precision)
+
+    embed_started = time.perf_counter()
+    embedded, resumed = _embed_shards(encoder, src, order, work, key=key, batch_size=batch_size,
+                                      shard_size=shard_size, progress=progress)
+    embed_seconds = time.perf_counter() - embed_started
+
+    positions, vectors, skipped_positions = _gather(work, n_shards=_n_shards(len(order), shard_size))
+    skipped = [(meta[order[p]].file_name, reason) for p, reason in skipped_positions]
+    if len(positions) == 0:
+        raise BuildError(f"None of the {len(order)} images in {source} could be read "
+                         f"(first problem: {skipped[0][0]}: {skipped[0][1]}).")
+
+    spec = resolve_index_spec(index, len(vectors), vectors.shape[1])
+    faiss_index, info = build_index(vectors, spec)
+    if info.recall_at_10 is not None:
+        log.info("index %s recall@10 %.3f with %s", info.spec, info.recall_at_10, info.params)
+
+    rows = [order[p] for p in positions]
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    try:
+        _write_collection(tmp, src, [meta[r] for r in rows], rows, vectors, faiss_index, info,
+                          skipped, encoder=encoder, model=model, precision=precision)
+        _replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
+
+    pushed = None
+    if push_to_hub:
+        from scripts.hub import push_collection
+
+        push_collection(out, push_to_hub)
+        pushed = push_to_hub
+
+    return BuildSummary(
+        out=out, rows=len(rows), skipped=skipped, seconds=time.perf_counter() - started,
+        images_per_second=embedded / embed_seconds if embedded and embed_seconds > 0 else 0.0,
+        index=info, embedded=embedded, resumed=resumed, device=device, precision=precision,
+        pushed_to=pushed, source_rows=len(order),
+    )
+
+
+# --- Stage helpers --------------------------------------------------------------------------
+
+def _check_out(out: Path) -> None:
+    """Never replace something that is not a collection: that would lose the user's files."""
+    if out.exists() and not out.is_dir():
+        raise BuildError(f"Output {out} exists and is a file, not a collection folder.")
+    if out.is_dir() and any(out.iterdir()) and not (out / layout.MANIFEST).is_file():
+        raise BuildError(f"Output folder {out} is not empty and is not a collection; "
+                         "refusing to replace it. Choose another --out.")
+    if not out.parent.is_dir():
+        raise BuildError(f"The folder {out.parent} for the output does not exist.")
+
+
+def _load_encoder(model: str, device: str, precision: str) -> Encoder:
+    encoder = Encoder.load(model, device=device, precision=precision)
+    if device.startswith("cuda") and precision == "fp16":
+        # Encoder.load may not apply precision itself yet; fp16 weights are what CUDA wants.
+        import torch
+
+        if next(encoder.model.parameters()).dtype == torch.float32:
+            encoder.model.half()
+    return encoder
+
+
+def _resume_key(src: Source, **args: Any) -> str:
+    """Hash of what decides the embeddings: arguments and the source's file list."""
+    payload = json.dumps({"source": src.description, **args}, sort_keys=True)
+    return hashlib.sha256((payload + source_signature(src.dataset, src.image_column)).encode()).hexdigest()
+
+
+def _n_shards(n: int, shard_size: int) -> int:
+    return (n + shard_size - 1) // shard_size
+
+
+def _shard_path(work: Path, shard: int) -> Path:
+    return work / f"shard_{shard:05d}.npz"
+
+
+def _embed_shards(encoder: Encoder, src: Source, order: list[int], work: Path, *, key: str,
+                  batch_size: int, shard_size: int, progress: bool) -> tuple[int, int]:
+    """Embed every shard not already in `work`; returns (images embedded now, rows resumed)."""
+    work.mkdir(parents=True, exist_ok=True)
+    state = work / STATE
+    if not state.exists():
+        _atomic_write_bytes(state, json.dumps({"key": key, "rows": len(order), "shard_size": shard_size}).encode())
+    n = len(order)
+    todo = [s for s in range(_n_shards(n, shard_size)) if not _shard_path(work, s).exists()]
+    resumed = n - sum(min(shard_size, n - s * shard_size) for s in todo)
+    if resumed:
+        log.info("resuming: %d of %d images already embedded in %s", resumed, n, work)
+
+    images = src.dataset.select_columns([src.image_column]).with_format(None)
+
+    def batches() -> Iterator[tuple[list[int], Any]]:
+        for s in todo:
+            for start in range(s * shard_size, min(n, (s + 1) * shard_size), batch_size):
+                positions = list(range(start, min(n, start + batch_size, (s + 1) * shard_size)))
+                rows = [order[p] for p in positions]
+                yield positions, (lambda rows=rows: images[rows][src.image_column])
+
+    workers = 1 if encoder.device == "cpu" else min(16, os.cpu_count() or 1)
+    embedded = 0
+    current: dict[int, list] = {}
+    bar = tqdm(total=n, initial=resumed, unit="img", desc="embedding", file=sys.stderr,
+               disable=not progress, dynamic_ncols=True)
+    with bar:
+        for batch in embed_stream(encoder, batches(), workers=workers):
+            first = (batch.positions or [p for p, _ in batch.skipped])[0]
+            shard = first // shard_size
+            current.setdefault(shard, []).append(batch)
+            embedded += len(batch.positions)
+            bar.update(len(batch.positions) + len(batch.skipped))
+            last = max(batch.positions + [p for p, _ in batch.skipped])
+            if last == min(n, (shard + 1) * shard_size) - 1:
+                _write_shard(_shard_path(work, shard), current.pop(shard))
+    return embedded, resumed
+
+
+def _write_shard(path: Path, batches: list) -> None:
+    vectors = [b.vectors for b in batches if len(b.positions)]
+    dim = vectors[0].shape[1] if vectors else 0
+    skipped = [s for b in batches for s in b.skipped]
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(
+            f,
+            positions=np.array([p for b in batches for p in b.positions], dtype=np.int64),
+            vectors=np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32),
+            skipped_positions=np.array([p for p, _ in skipped], dtype=np.int64),
+            skipped_reasons=np.array([r for _, r in skipped], dtype=np.str_),
+        )
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _gather(work: Path, n_shards: int) -> tuple[list[int], np.ndarray, list[tuple[int, str]]]:
+    positions: list[int] = []
+    vectors: list[np.ndarray] = []
+    skipped: list[tuple[int, str]] = []
+    for s in range(n_shards):
+        with np.load(_shard_path(work, s)) as shard:
+            positions.extend(shard["positions"].tolist())
+            if len(shard["positions"]):
+                vectors.append(shard["vectors"])
+            skipped.extend(zip(shard["skipped_positions"].tolist(), shard["skipped_reasons"].tolist()))
+    matrix = np.concatenate(vectors).astype(np.float32, copy=False) if vectors else np.zeros((0, 0), np.float32)
+    return positions, matrix, skipped
+
+
+def _write_collection(tmp: Path, src: Source, meta: list[ImageMetadata], rows: list[int], vectors: np.ndarray,
+                      faiss_index: Any, info: IndexInfo, skipped: list[tuple[str, str]], *,
+                      encoder: Encoder, model: str, precision: str) -> None:
+    import faiss
+
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    _write_dataset(tmp, src, meta, rows)
+    np.save(tmp / layout.EMBEDDINGS, vectors)
+    faiss.write_index(faiss_index, str(tmp / layout.INDEX))
+    with open(tmp / layout.SKIPPED, "w", encoding="utf-8") as f:
+        for name, reason in skipped:
+            f.write(json.dumps({"file": name, "reason": reason}) + "\n")
+    probe = encoder.encode_text([layout.MODEL_PROBE_TEXT])[0]
+    manifest = Manifest(
+        format_version=layout.FORMAT_VERSION, model=model, embedding_dim=int(vectors.shape[1]),
+        metric="ip", rows=len(rows), index=info, source=src.description,
+        built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        model_probe=[float(x) for x in probe], precision=precision, skipped=len(skipped),
+        checksums=_checksums(tmp),
+    )
+    manifest.write(tmp)
+
+
+def _write_dataset(tmp: Path, src: Source, meta: list[ImageMetadata], rows: list[int]) -> None:
+    """Rows in collection order, metadata columns, other scalar source columns, image bytes inside."""
+    keep = [c for c, f in src.dataset.features.items()
+            if c != src.image_column and c not in layout.METADATA_COLUMNS and c != "image"
+            and isinstance(f, (datasets.Value, datasets.ClassLabel))]
+    base = src.dataset.select_columns([src.image_column, *keep]).select(rows)
+    if src.image_column != "image":
+        base = base.rename_column(src.image_column, "image")
+    meta_features = datasets.Features({
+        "file_name": datasets.Value("string"), "year": datasets.Value("int32"),
+        "title": datasets.Value("string"), "book_id": datasets.Value("string"),
+        "volume": datasets.Value("int32"), "page": datasets.Value("int32"),
+        "image_number": datasets.Value("int32"),
+    })
+    meta_ds = datasets.Dataset.from_dict({c: [getattr(m, c) for m in meta] for c in layout.METADATA_COLUMNS},
+                                         features=meta_features)
+    merged = datasets.concatenate_datasets([meta_ds, base], axis=1).cast_column("image", datasets.Image())
+    # What Dataset.push_to_hub does to make a shard self-contained: read each path into bytes.
+    cache = tmp / "_cache"
+    cache.mkdir()
+    fmt = merged.format
+    embedded = merged.with_format("arrow").map(
+        datasets.table.embed_table_storage, batched=True, cache_file_name=str(cache / "embedded.arrow"),
+        desc="storing images",
+    ).with_format(**{k: v for k, v in fmt.items() if k in ("type", "columns", "output_all_columns")})
+    embedded.save_to_disk(str(tmp / layout.DATASET_DIR))
+    del embedded, merged
+    shutil.rmtree(cache)
+
+
+def _checksums(folder: Path) -> dict[str, str]:
+    sums = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.name != layout.MANIFEST:
+            digest = hashlib.sha256()
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(chunk)
+            sums[path.relative_to(folder).as_posix()] = digest.hexdigest()
+    return sums
+
+
+def _replace(tmp: Path, out: Path) -> None:
+    """Move the finished collection into place; an old one is deleted only after that worked."""
+    if not out.exists():
+        os.rename(tmp, out)
+        return
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if old.exists():
+        shutil.rmtree(old)
+    os.rename(out, old)
+    try:
+        os.rename(tmp, out)
+    except OSError:
+        os.rename(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

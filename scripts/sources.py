@@ -1,0 +1,140 @@
+"""Open a build SOURCE as one `datasets.Dataset` whose image column is not decoded.
+
+SOURCE kinds, tried in this order:
+- a folder written by ``save_to_disk`` (a Dataset, or a DatasetDict: its "train" split or its
+  only split);
+- any other folder: the ``imagefolder`` layout (year sub-folders become a ClassLabel ``label``);
+- an http(s) URL of an archive: ``imagefolder`` with ``data_files=URL``, as the seed does;
+- anything else: a Hub dataset id for ``load_dataset``.
+
+Images stay undecoded (``Image(decode=False)``): the build decodes them itself so that a broken
+file is skipped with a reason instead of failing the whole build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import pyarrow.compute as pc
+
+from search_core.errors import BuildError
+
+log = logging.getLogger(__name__)
+
+# Files that save_to_disk writes at the top of a Dataset / DatasetDict folder.
+_SAVED_DATASET = ("state.json", "dataset_info.json")
+_SAVED_DATASET_DICT = "dataset_dict.json"
+
+
+@dataclass(frozen=True)
+class Source:
+    """The opened source: its rows, and which column holds the images."""
+
+    dataset: datasets.Dataset
+    image_column: str
+    description: str   # what the user passed, for the manifest
+
+
+def open_source(source: str) -> Source:
+    """Open SOURCE; BuildError with one readable sentence for anything that cannot be used."""
+    if not source or not source.strip():
+        raise BuildError("No source given: pass an image folder, a saved dataset, a Hub id or a zip URL.")
+    path = Path(source).expanduser()
+    if source.startswith(("http://", "https://")):
+        dataset = _load_remote(lambda: datasets.load_dataset("imagefolder", data_files=source), source)
+    elif path.is_dir():
+        dataset = _open_folder(path)
+    elif path.exists():
+        raise BuildError(f"Source {source} is a file; pass a folder of images, a saved dataset, "
+                         "a Hub dataset id or an http(s) URL of a zip.")
+    elif _looks_like_path(source):
+        raise BuildError(f"Source folder {source} does not exist.")
+    else:
+        dataset = _load_remote(lambda: datasets.load_dataset(source), source)
+
+    dataset = _single_split(dataset, source)
+    image_column = _image_column(dataset, source)
+    if len(dataset) == 0:
+        raise BuildError(f"Source {source} has no images.")
+    dataset = dataset.cast_column(image_column, datasets.Image(decode=False))
+    return Source(dataset=dataset, image_column=image_column, description=source)
+
+
+def _looks_like_path(source: str) -> bool:
+    """A Hub id is 'name' or 'owner/name'; anything with more parts or path syntax is a path."""
+    return (source.startswith((".", "/", "~")) or source.count("/") > 1 or "\\" in source
+            or source.endswith("/"))
+
+
+def _open_folder(path: Path) -> datasets.Dataset | datasets.DatasetDict:
+    if (path / _SAVED_DATASET_DICT).is_file() or all((path / f).is_file() for f in _SAVED_DATASET):
+        try:
+            return datasets.load_from_disk(str(path))
+        except Exception as exc:  # noqa: BLE001 - a corrupt save is one message to the user
+            raise BuildError(f"Could not open the saved dataset at {path}: {exc}") from exc
+    if not any(p.is_file() for p in path.rglob("*")):
+        raise BuildError(f"Source folder {path} is empty.")
+    try:
+        return datasets.load_dataset("imagefolder", data_dir=str(path))
+    except datasets.data_files.EmptyDatasetError as exc:
+        raise BuildError(f"Source folder {path} has no image files.") from exc
+    except Exception as exc:  # noqa: BLE001
+        raise BuildError(f"Could not read the image folder {path}: {exc}") from exc
+
+
+def _load_remote(load, source: str) -> datasets.Dataset | datasets.DatasetDict:
+    try:
+        return load()
+    except datasets.data_files.EmptyDatasetError as exc:
+        raise BuildError(f"Source {source} has no image files.") from exc
+    except Exception as exc:  # noqa: BLE001 - network, auth, unknown id: one message
+        raise BuildError(f"Could not load dataset {source!r}: {type(exc).__name__}: {exc}") from exc
+
+
+def _single_split(dataset: datasets.Dataset | datasets.DatasetDict, source: str) -> datasets.Dataset:
+    """A DatasetDict's "train" split, or its only split; a Dataset as it is."""
+    if isinstance(dataset, datasets.Dataset):
+        return dataset
+    if isinstance(dataset, (datasets.IterableDataset, datasets.IterableDatasetDict)):
+        raise BuildError(f"Source {source} is a streaming dataset; save it with save_to_disk first.")
+    splits = list(dataset.keys())
+    if "train" in dataset:
+        return dataset["train"]
+    if len(splits) == 1:
+        return dataset[splits[0]]
+    raise BuildError(f"Source {source} has splits {', '.join(splits)} and none is 'train': "
+                     "save the split you want with save_to_disk and build from that.")
+
+
+def _image_column(dataset: datasets.Dataset, source: str) -> str:
+    for name, feature in dataset.features.items():
+        if isinstance(feature, datasets.Image):
+            return name
+    raise BuildError(f"Source {source} has no image column (columns: {', '.join(dataset.column_names)}).")
+
+
+def source_signature(dataset: datasets.Dataset, image_column: str) -> str:
+    """A hash of the source's image list, for the resume key: paths, byte lengths, file sizes.
+
+    Read from Arrow without loading image bytes, so it stays cheap for a million rows. A local
+    file's size and mtime are included so that a file replaced in place is embedded again.
+    """
+    images = dataset.with_format("arrow")[image_column]
+    paths = pc.struct_field(images, "path").to_pylist()
+    lengths = pc.binary_length(pc.struct_field(images, "bytes")).to_pylist()
+    digest = hashlib.sha256()
+    for path, length in zip(paths, lengths):
+        stat = ""
+        if length is None and path and "://" not in path:
+            try:
+                st = os.stat(path)
+                stat = f"{st.st_size}:{st.st_mtime_ns}"
+            except OSError:
+                stat = "missing"
+        digest.update(f"{path}|{length}|{stat}\n".encode())
+    return digest.hexdigest()
