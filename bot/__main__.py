@@ -1,0 +1,136 @@
+"""`python -m bot` / `imagesearch bot`: read the configuration, load the model once, run the bot.
+
+The only module that reads `os.environ`. Every start-up failure the user can fix ends in one
+line on stderr naming the variable to change, and a non-zero exit code; never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Mapping
+
+from bot.settings import ConfigError, Settings
+from search_core.errors import CollectionError, ImageSearchError
+
+log = logging.getLogger("bot")
+
+EXIT_CONFIG = 2
+
+
+class RedactSecret(logging.Filter):
+    """Replaces the token in any log record, in case a library ever formats it into a message."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secret and self.secret in record.getMessage():
+            record.msg = record.getMessage().replace(self.secret, "[token]")
+            record.args = None
+        return True
+
+
+def configure_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-8s %(name)s: %(message)s"))
+    handler.addFilter(RedactSecret(settings.discord_token))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level)
+    logging.getLogger("discord").setLevel(max(logging.INFO, logging.getLevelName(settings.log_level)))
+
+
+def load_hidden(settings: Settings) -> list[str]:
+    """The takedown list: one source file name per line; blank lines and # comments ignored."""
+    if settings.hidden is None:
+        return []
+    try:
+        lines = settings.hidden.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"IMAGESEARCH_HIDDEN cannot be read ({type(exc).__name__}).") from exc
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def open_service(settings: Settings):
+    """Load the collection and its model; errors name the variable that points at the fault."""
+    from search_core.search import SearchService
+
+    hidden = load_hidden(settings)
+    try:
+        return SearchService.open(settings.collection_dir, model=settings.model_name, device=settings.device,
+                                  hidden_files=hidden)
+    except CollectionError as exc:
+        raise ConfigError(f"IMAGESEARCH_COLLECTION: {exc}") from exc
+    except ImageSearchError as exc:
+        key = "IMAGESEARCH_MODEL" if settings.model_name else "IMAGESEARCH_COLLECTION (its model)"
+        raise ConfigError(f"{key}: {exc}") from exc
+
+
+def load_policy(settings: Settings, encoder):
+    """The moderation policy, or None when neither a blocklist nor blocked concepts are configured."""
+    if settings.blocklist is None and settings.blocked_concepts is None:
+        return None
+    from search_core.moderation import ModerationPolicy
+
+    thresholds = {}
+    if settings.concept_threshold is not None:
+        thresholds["text_threshold"] = settings.concept_threshold
+    if settings.image_concept_threshold is not None:
+        thresholds["image_threshold"] = settings.image_concept_threshold
+    try:
+        return ModerationPolicy.from_files(settings.blocklist, settings.blocked_concepts, encoder, **thresholds)
+    except ImageSearchError as exc:
+        raise ConfigError(f"IMAGESEARCH_BLOCKLIST / IMAGESEARCH_BLOCKED_CONCEPTS: {exc}") from exc
+
+
+async def run(settings: Settings, service, policy) -> None:
+    from bot.client import ImageBot
+
+    async with ImageBot(settings, service, policy) as bot:
+        await bot.start(settings.discord_token)
+
+
+def main(env: Mapping[str, str] | None = None) -> int:
+    """Entry point; returns the exit code. `env` is for tests; by default the environment plus .env."""
+    if env is None:
+        from dotenv import find_dotenv, load_dotenv
+
+        load_dotenv(find_dotenv(usecwd=True), override=False)  # real environment wins over .env
+        env = os.environ
+    try:
+        settings = Settings.from_env(env)
+    except ConfigError as exc:
+        print(f"imagesearch bot: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(settings)
+    try:
+        service = open_service(settings)
+        policy = load_policy(settings, service.encoder)
+    except ConfigError as exc:
+        print(f"imagesearch bot: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if not settings.allowed_guilds:
+        log.warning("IMAGESEARCH_ALLOWED_GUILDS is empty: the bot will leave every server it is in")
+
+    import discord
+
+    try:
+        asyncio.run(run(settings, service, policy))
+    except discord.LoginFailure:
+        print("imagesearch bot: DISCORD_TOKEN was refused by Discord; copy the bot token again "
+              "from the developer portal.", file=sys.stderr)
+        return EXIT_CONFIG
+    except discord.PrivilegedIntentsRequired:
+        print("imagesearch bot: Discord refused the gateway intents this bot asks for.", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""The bot core: it only wires settings, the search service and the cogs together."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import discord
+from discord.ext import commands
+
+from bot.audit import AuditLog
+from bot.errors import ImageBotTree
+from bot.ratelimit import SlidingWindowLimiter
+from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from search_core.moderation import ModerationPolicy
+    from search_core.search import SearchService
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = ("bot.cogs.guard", "bot.cogs.search")
+
+T = TypeVar("T")
+
+
+class ImageBot(commands.Bot):
+    """Holds what every cog shares. The model is loaded before the bot starts, once per process."""
+
+    def __init__(self, settings: Settings, service: SearchService, policy: ModerationPolicy | None = None,
+                 *, audit: AuditLog | None = None, workers: int = 1, **options: Any) -> None:
+        intents = discord.Intents.none()
+        intents.guilds = True  # GUILD_CREATE tells us which guilds we are in, so we can leave the wrong ones
+        options.setdefault("allowed_mentions", discord.AllowedMentions.none())
+        super().__init__(command_prefix=commands.when_mentioned, intents=intents, tree_cls=ImageBotTree,
+                         help_command=None, **options)
+        self.settings = settings
+        self.service = service
+        self.policy = policy
+        self.audit = audit or AuditLog(settings.audit_log)
+        self.limiter = SlidingWindowLimiter(settings.rate_limit.count, settings.rate_limit.seconds)
+        # One worker by default: queries queue for the model instead of fighting over the CPU cores,
+        # and the event loop (gateway heartbeat, other users' deferrals) never waits on them.
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imagesearch")
+
+    async def run_blocking(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run model, index or image work off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+
+    async def setup_hook(self) -> None:
+        for name in EXTENSIONS:
+            try:
+                await self.load_extension(name)
+            except Exception:  # noqa: BLE001 - one broken cog must not take the others down
+                log.exception("Failed to load extension %s", name)
+        if self.settings.dev_guild_id is not None:
+            guild = discord.Object(id=self.settings.dev_guild_id)
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+            log.info("Synced %d command(s) to development guild %s", len(synced), guild.id)
+        else:
+            synced = await self.tree.sync()
+            log.info("Synced %d global command(s); Discord may take a while to show changes", len(synced))
+
+    async def on_ready(self) -> None:
+        log.info("Logged in as %s (%s) in %d guild(s)", self.user, getattr(self.user, "id", "?"),
+                 len(self.guilds))
+
+    async def close(self) -> None:
+        try:
+            await super().close()
+        finally:
+            self.executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,171 @@
+"""`/imagesearch`: search the collection by a prompt, an image, or both.
+
+Order of work, chosen for Discord's visibility rule (a deferred response's visibility is kept by
+its first follow-up): everything that can refuse in microseconds runs first and refuses with a
+private `send_message` (access rules, input checks, attachment size and type, rate limit,
+blocked terms); then the command defers publicly at once (3-second deadline); then download,
+decoding, encoding, the concept check, search and rendering run off the event loop. A refusal
+after that point (a blocked concept, a broken image) deletes the public "thinking…" message and
+answers privately (`bot.errors.send_private`), so the channel never sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
+
+import discord
+import numpy as np
+from discord import app_commands
+from discord.ext import commands
+
+from bot import render
+from bot.cogs.guard import allowed_place
+from bot.errors import Refusal, send_private
+from bot.results import Query, combine, render_page
+from bot.views import CUSTOM_ID_PREFIX, EXPIRED, LIVE_PAGERS, rate_limit_message, send_results, upload_limit
+from search_core.errors import QueryError
+from search_core.images import ACCEPTED_FORMATS, MAX_QUERY_BYTES, load_query_image
+from search_core.search import check_prompt
+
+if TYPE_CHECKING:
+    from bot.client import ImageBot
+
+log = logging.getLogger(__name__)
+
+# A query image needs far less than Discord's upload limit; refusing bigger ones before download
+# keeps a user from making the bot fetch and decode 500 MB.
+MAX_ATTACHMENT_BYTES = min(MAX_QUERY_BYTES, 10 * 1024 * 1024)
+IMAGE_TYPES = tuple(f"image/{f.lower()}" for f in ACCEPTED_FORMATS) + ("image/jpg", "image/x-ms-bmp")
+NEED_QUERY = "Give a prompt, attach an image, or both."
+GENERIC_REFUSAL = "This search can't be run: it matches content this server does not allow."
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """The worker's answer: a query vector, or the category of a concept refusal."""
+
+    vector: np.ndarray | None
+    refused: str | None = None
+    message: str | None = None
+
+
+def check_attachment(attachment: discord.Attachment) -> None:
+    """Refuse from the attachment's metadata alone, before a byte is downloaded."""
+    if attachment.size <= 0:
+        raise QueryError("The attached file is empty (0 bytes).")
+    if attachment.size > MAX_ATTACHMENT_BYTES:
+        raise QueryError(f"The attached image is too large ({attachment.size / 1e6:.1f} MB); "
+                         f"the limit is {MAX_ATTACHMENT_BYTES / 1e6:.0f} MB.")
+    content_type = (attachment.content_type or "").split(";")[0].strip().lower()
+    if content_type and content_type not in IMAGE_TYPES:
+        raise QueryError("The attached file is not an image. Attach a JPEG, PNG, WebP, GIF, BMP or TIFF.")
+
+
+class Search(commands.Cog):
+    def __init__(self, bot: ImageBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="imagesearch")
+    @app_commands.describe(
+        prompt="What to look for, in words (e.g. 'a steam engine crossing a bridge')",
+        image="An image to find similar illustrations to (JPEG, PNG, WebP, GIF, BMP or TIFF)",
+        k="How many results per page",
+        year_from="Only books published in or after this year",
+        year_to="Only books published in or before this year",
+    )
+    @app_commands.guild_only()
+    @allowed_place()
+    async def imagesearch(
+        self,
+        interaction: discord.Interaction,
+        prompt: Optional[str] = None,
+        image: Optional[discord.Attachment] = None,
+        k: app_commands.Range[int, 1, 25] = 9,
+        year_from: Optional[app_commands.Range[int, 1000, 2100]] = None,
+        year_to: Optional[app_commands.Range[int, 1000, 2100]] = None,
+    ) -> None:
+        """Search the illustrated books collection by a description, an image, or both."""
+        bot = self.bot
+        where = {"user_id": interaction.user.id, "guild_id": interaction.guild_id,
+                 "channel_id": interaction.channel_id}
+
+        # 1. Microsecond checks; each refusal is private because nothing is deferred yet.
+        raw_prompt = prompt
+        try:
+            prompt = check_prompt(prompt) if prompt is not None and prompt.strip() else None
+            if prompt is None and image is None:
+                raise QueryError(NEED_QUERY)
+            if year_from is not None and year_to is not None and year_from > year_to:
+                raise QueryError("year_from is after year_to.")
+            if image is not None:
+                check_attachment(image)
+        except QueryError as exc:
+            bot.audit.record("search", allowed=False, reason="bad_query", prompt=raw_prompt, **where)
+            raise Refusal(str(exc), "bad_query") from exc
+        k = min(k, bot.settings.max_k)
+
+        verdict = bot.limiter.hit(interaction.user.id)
+        if not verdict.allowed:
+            bot.audit.record("search", allowed=False, reason="rate_limited", prompt=prompt, **where)
+            raise Refusal(rate_limit_message(verdict.retry_after), "rate_limited")
+
+        if prompt is not None and bot.policy is not None:
+            decision = bot.policy.check_text(prompt)
+            if not decision.allowed:
+                bot.audit.record("search", allowed=False, reason=f"term:{decision.category}", prompt=prompt,
+                                 **where)
+                raise Refusal(decision.message or GENERIC_REFUSAL, "blocked_term")
+
+        # 2. Public "thinking…" within Discord's 3 seconds; the rest happens off the event loop.
+        await interaction.response.defer(thinking=True)
+
+        picture = None
+        if image is not None:
+            data = await image.read()
+            picture = await bot.run_blocking(load_query_image, data, max_bytes=MAX_ATTACHMENT_BYTES)
+
+        encoded = await bot.run_blocking(self._encode, prompt, picture)
+        if encoded.vector is None:
+            bot.audit.record("search", allowed=False, reason=f"concept:{encoded.refused}", prompt=prompt,
+                             has_image=image is not None, **where)
+            await send_private(interaction, encoded.message or GENERIC_REFUSAL)
+            return
+
+        query = Query(label=render.query_label(prompt, image.filename if image else None), k=k,
+                      vector=encoded.vector, year_from=year_from, year_to=year_to)
+        rendered = await bot.run_blocking(render_page, bot.service, query, 0, upload_limit(interaction))
+        await send_results(bot, interaction, query, rendered)
+        bot.audit.record("search", allowed=True, prompt=prompt, has_image=image is not None, k=k,
+                         year_from=year_from, year_to=year_to, hits=len(rendered.page.hits), **where)
+
+    def _encode(self, prompt: str | None, picture: object | None) -> Encoded:
+        """Encode prompt and image separately (each gets its own concept check), then combine."""
+        service, policy = self.bot.service, self.bot.policy
+        text_vector = service.encode_query(text=prompt) if prompt is not None else None
+        image_vector = service.encode_query(image=picture) if picture is not None else None
+        if policy is not None:
+            for vector, kind in ((text_vector, "text"), (image_vector, "image")):
+                if vector is None:
+                    continue
+                decision = policy.check_vector(vector, kind=kind)
+                if not decision.allowed:
+                    return Encoded(None, decision.category or kind, decision.message)
+        return Encoded(combine(text_vector, image_vector))
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """Answer presses on pagers that no longer exist (timed out, or from before a restart)."""
+        if interaction.type is not discord.InteractionType.component:
+            return
+        custom_id = str((interaction.data or {}).get("custom_id", ""))
+        parts = custom_id.split(":")
+        if len(parts) != 3 or parts[0] != CUSTOM_ID_PREFIX or parts[1] in LIVE_PAGERS:
+            return
+        if not interaction.response.is_done():
+            await interaction.response.send_message(EXPIRED, ephemeral=True)
+
+
+async def setup(bot: ImageBot) -> None:
+    await bot.add_cog(Search(bot))

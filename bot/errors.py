@@ -1,0 +1,96 @@
+"""Errors in app commands: a short private message for the user, the traceback for developers.
+
+Order of handling in `ImageBotTree.on_error`:
+1. `Refusal` (an access rule, the rate limit, a bad query): its own sentence.
+2. Any other `app_commands.CheckFailure`: a fixed sentence.
+3. `ImageSearchError` raised by search_core: its message, written for users.
+4. `discord.NotFound` / `Forbidden`: the interaction is gone or we may not answer; log only.
+5. Anything else: "Something went wrong (ref 7f3a)", with that ref logged beside the traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+import discord
+from discord import app_commands
+
+from search_core.errors import ImageSearchError
+
+log = logging.getLogger(__name__)
+
+GENERIC_CHECK_FAILURE = "You can't use this command here."
+
+
+class Refusal(app_commands.CheckFailure):
+    """A refusal whose message the user sees privately. `reason` is a short code for the audit log."""
+
+    def __init__(self, message: str, reason: str = "refused") -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
+
+
+async def send_private(interaction: discord.Interaction, text: str) -> None:
+    """Tell only the invoker, whatever state the interaction is in.
+
+    Discord keeps a deferred response's visibility for its first follow-up, so after a public
+    "thinking…" an ephemeral follow-up would still show to the whole channel. Deleting the
+    unanswered deferred message first makes the follow-up a new message, and then
+    `ephemeral=True` holds. A message that already shows results (extras["answered"]) is kept.
+    """
+    try:
+        if not interaction.response.is_done():
+            await interaction.response.send_message(text, ephemeral=True)
+            return
+        if (interaction.response.type == discord.InteractionResponseType.deferred_channel_message
+                and not interaction.extras.get("answered")):
+            try:
+                await interaction.delete_original_response()
+            except discord.HTTPException:
+                log.debug("Could not delete the deferred response", exc_info=True)
+        await interaction.followup.send(text, ephemeral=True)
+    except (discord.NotFound, discord.Forbidden):
+        log.info("Interaction %s expired before its private message could be sent", interaction.id)
+
+
+def error_message(error: BaseException) -> str | None:
+    """The user's sentence for an error, or None for errors that get no reply."""
+    original = getattr(error, "original", None) or error
+    if isinstance(error, Refusal):
+        return error.message
+    if isinstance(error, app_commands.CheckFailure):
+        return GENERIC_CHECK_FAILURE
+    if isinstance(original, ImageSearchError):
+        return str(original) or "That search could not be done."
+    if isinstance(original, (discord.NotFound, discord.Forbidden)):
+        return None
+    return None
+
+
+async def report_error(interaction: discord.Interaction, error: BaseException, where: str) -> None:
+    """Shared by the tree and the views: reply privately, log what developers need."""
+    original = getattr(error, "original", None) or error
+    text = error_message(error)
+    if text is None:
+        if isinstance(original, (discord.NotFound, discord.Forbidden)):
+            log.info("%s: Discord refused a reply (%s)", where, type(original).__name__)
+            return
+        ref = secrets.token_hex(2)
+        log.error("%s failed (ref %s)", where, ref, exc_info=original)
+        text = f"Something went wrong (ref {ref}). Please try again later."
+    await send_private(interaction, text)
+
+
+class ImageBotTree(app_commands.CommandTree):
+    """Passed to the bot as tree_cls so every app command shares one error policy."""
+
+    async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        name = interaction.command.qualified_name if interaction.command else "command"
+        audit = getattr(interaction.client, "audit", None)
+        if audit is not None and not isinstance(error, Refusal):   # refusals are audited where raised
+            audit.record("error", allowed=False, reason=type(getattr(error, "original", error)).__name__,
+                         user_id=interaction.user.id, guild_id=interaction.guild_id,
+                         channel_id=interaction.channel_id)
+        await report_error(interaction, error, f"/{name}")

@@ -1,0 +1,92 @@
+"""What a result message looks like, kept inside Discord's limits.
+
+Limits (Discord API docs): message content 2000 characters, embed title 256, embed description
+4096, footer 2048, all embed text together 6000; select option labels and descriptions 100.
+Titles in the collection can be long (British Library titles run to paragraphs), so every piece
+is cut to its own budget rather than trusting the data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import discord
+
+CONTENT_LIMIT = 2000
+EMBED_TITLE_LIMIT = 256
+EMBED_DESCRIPTION_LIMIT = 4096
+EMBED_FOOTER_LIMIT = 2048
+EMBED_TOTAL_LIMIT = 6000
+OPTION_TEXT_LIMIT = 100
+
+# Each hit's line gets an equal share of the description, at most this much.
+LINE_LIMIT = 300
+PROMPT_SHOWN = 120
+
+
+def clip(text: str, limit: int) -> str:
+    """Cut to `limit` characters, marking the cut with an ellipsis."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: max(0, limit - 1)].rstrip() + "…"
+
+
+def escape(text: str) -> str:
+    """Neutralise markdown and mentions coming from collection metadata or a user's prompt."""
+    return discord.utils.escape_mentions(discord.utils.escape_markdown(text))
+
+
+def query_label(prompt: str | None, image_name: str | None) -> str:
+    """A short description of the query for the result's title; never the whole prompt."""
+    parts = []
+    if prompt:
+        parts.append(f"“{clip(prompt, PROMPT_SHOWN)}”")
+    if image_name:
+        parts.append(f"image {clip(image_name, 60)}")
+    return " + ".join(parts) or "your query"
+
+
+def hit_line(hit: Any, limit: int = LINE_LIMIT) -> str:
+    """`1. file_name — title (year)` cut to `limit`, metadata escaped."""
+    year = f" ({hit.year})" if getattr(hit, "year", None) is not None else ""
+    title = getattr(hit, "title", None)
+    name = clip(str(hit.file_name), max(20, limit // 2))
+    text = f"**{hit.rank}.** `{name.replace('`', 'ʹ')}`"
+    if title:
+        room = limit - len(text) - len(year) - 3
+        if room > 10:
+            text += " — " + escape(clip(str(title), room))
+    return clip(text + year, limit)
+
+
+def results_embed(label: str, hits: Sequence[Any], *, offset: int, total: int | None,
+                  image_url: str | None) -> discord.Embed:
+    """One embed: title, one line per hit, the contact sheet as its image, a page footer."""
+    title = clip(f"Results for {label}", EMBED_TITLE_LIMIT)
+    if hits:
+        per_line = min(LINE_LIMIT, (EMBED_DESCRIPTION_LIMIT - 50) // len(hits) - 1)
+        description = "\n".join(hit_line(h, per_line) for h in hits)
+    else:
+        description = "No images match this search (try a wider year range)."
+    embed = discord.Embed(title=escape(title)[:EMBED_TITLE_LIMIT],
+                          description=clip(description, EMBED_DESCRIPTION_LIMIT))
+    if image_url:
+        embed.set_image(url=image_url)
+    if hits:
+        first, last = offset + 1, offset + len(hits)
+        of = f" of {total}" if total is not None else ""
+        embed.set_footer(text=clip(f"Results {first}–{last}{of} · numbers match the contact sheet",
+                                   EMBED_FOOTER_LIMIT))
+    return embed
+
+
+def select_option_text(hit: Any) -> tuple[str, str]:
+    """(label, description) for the "more like this" select, each within 100 characters."""
+    title = getattr(hit, "title", None) or hit.file_name
+    year = f" ({hit.year})" if getattr(hit, "year", None) is not None else ""
+    label = clip(f"{hit.rank}. {clip(str(title), OPTION_TEXT_LIMIT - len(year) - 6)}{year}", OPTION_TEXT_LIMIT)
+    return label, clip(str(hit.file_name), OPTION_TEXT_LIMIT)
+
+
+def embed_size_ok(embed: discord.Embed) -> bool:
+    return len(embed) <= EMBED_TOTAL_LIMIT

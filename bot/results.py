@@ -1,0 +1,86 @@
+"""The blocking half of answering a search: query -> page of hits -> contact sheet bytes.
+
+Everything here runs in the bot's worker thread (`ImageBot.run_blocking`), never on the event
+loop: FAISS, reading collection images and encoding the sheet all take real CPU time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from search_core.errors import QueryError
+
+if TYPE_CHECKING:
+    from search_core.search import SearchPage, SearchService
+
+# Stay a little under the interaction's upload limit: the multipart request carries the JSON too.
+UPLOAD_MARGIN = 0.95
+SHEET_COLUMNS = 3
+SHEET_THUMB = 256
+
+
+@dataclass(frozen=True)
+class Query:
+    """What a result message was asked, kept by its pager so later pages repeat the same search.
+
+    Either `vector` (a prompt and/or image, already encoded) or `row` (more like that collection
+    image) is set; the year filters and page size carry over to every page.
+    """
+
+    label: str
+    k: int
+    vector: np.ndarray | None = None
+    row: int | None = None
+    year_from: int | None = None
+    year_to: int | None = None
+
+    def fetch(self, service: SearchService, offset: int) -> SearchPage:
+        if self.row is not None:
+            return service.more_like_this(self.row, k=self.k, offset=offset, year_from=self.year_from,
+                                          year_to=self.year_to)
+        if self.vector is None:
+            raise QueryError("Give a prompt, an image, or both.")
+        return service.search_vector(self.vector, k=self.k, offset=offset, year_from=self.year_from,
+                                     year_to=self.year_to)
+
+
+@dataclass(frozen=True)
+class RenderedPage:
+    page: SearchPage
+    sheet: bytes | None     # None when the page has no hits
+    extension: str          # "png" or "jpeg"
+
+    @property
+    def filename(self) -> str:
+        return f"results.{self.extension}"
+
+
+def combine(text_vector: np.ndarray | None, image_vector: np.ndarray | None) -> np.ndarray:
+    """Prompt and image together: the normalised sum, as SearchService.encode_query combines them.
+
+    The bot encodes the two separately because each must pass its own concept check.
+    """
+    parts = [v for v in (text_vector, image_vector) if v is not None]
+    if not parts:
+        raise QueryError("Give a prompt, an image, or both.")
+    total = np.sum(parts, axis=0).astype(np.float32)
+    norm = float(np.linalg.norm(total))
+    if not np.isfinite(norm) or norm < 1e-6:
+        raise QueryError("The prompt and the image cancel each other out; try one alone.")
+    return total / norm
+
+
+def render_page(service: SearchService, query: Query, offset: int, max_upload_bytes: int) -> RenderedPage:
+    """Search one page and draw its contact sheet, encoded to fit the upload limit."""
+    from search_core.sheet import encode_image, render_contact_sheet
+
+    page = query.fetch(service, offset)
+    if not page.hits:
+        return RenderedPage(page=page, sheet=None, extension="png")
+    images = [service.collection.image(hit.row) for hit in page.hits]
+    sheet = render_contact_sheet(page.hits, images, columns=SHEET_COLUMNS, thumb=SHEET_THUMB)
+    data, extension = encode_image(sheet, max_bytes=int(max_upload_bytes * UPLOAD_MARGIN))
+    return RenderedPage(page=page, sheet=data, extension=extension)

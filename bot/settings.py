@@ -1,0 +1,230 @@
+"""The bot's configuration, parsed once from a mapping (the environment plus `.env`).
+
+Only `bot/__main__.py` reads `os.environ`; everything else receives a `Settings`. Parsing checks
+every key before failing, so one start-up attempt reports every mistake at once, in one line,
+naming the variables and never echoing their values (a token pasted into the wrong variable must
+not end up in a log).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from search_core.errors import ImageSearchError
+from search_core.layout import MANIFEST
+
+# Discord allows at most 25 select options and 25 embed fields: a page never shows more hits.
+HARD_MAX_K = 25
+DEFAULT_RATE_LIMIT = "5/60"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class ConfigError(ImageSearchError):
+    """One or more configuration values are missing or invalid; the message names them all."""
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most `count` searches per user in any window of `seconds`."""
+
+    count: int
+    seconds: float
+
+    def __str__(self) -> str:
+        return f"{self.count}/{self.seconds:g}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # repr=False: a Settings printed in a log line or a traceback never shows the token.
+    discord_token: str = field(repr=False)
+    collection_dir: Path
+    allowed_guilds: frozenset[int] = frozenset()
+    # None: every channel of an allowed guild; a set: only these channels (and their threads).
+    allowed_channels: frozenset[int] | None = None
+    blocklist: Path | None = None
+    blocked_concepts: Path | None = None
+    hidden: Path | None = None
+    audit_log: Path | None = None
+    rate_limit: RateLimit = RateLimit(5, 60.0)
+    model_name: str | None = None          # None: the model the collection's manifest names
+    device: str = "auto"
+    concept_threshold: float | None = None         # None: the moderation policy's default
+    image_concept_threshold: float | None = None
+    max_k: int = HARD_MAX_K
+    dev_guild_id: int | None = None
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Parse and check every key; raise ConfigError naming all the bad ones."""
+        p = _Parser(env)
+        token = p.token("DISCORD_TOKEN")
+        collection = p.collection("IMAGESEARCH_COLLECTION")
+        settings = dict(
+            discord_token=token,
+            collection_dir=collection,
+            allowed_guilds=p.ids("IMAGESEARCH_ALLOWED_GUILDS") or frozenset(),
+            allowed_channels=p.ids("IMAGESEARCH_ALLOWED_CHANNELS"),
+            blocklist=p.readable_file("IMAGESEARCH_BLOCKLIST"),
+            blocked_concepts=p.readable_file("IMAGESEARCH_BLOCKED_CONCEPTS"),
+            hidden=p.readable_file("IMAGESEARCH_HIDDEN"),
+            audit_log=p.writable_file("IMAGESEARCH_AUDIT_LOG"),
+            rate_limit=p.rate_limit("IMAGESEARCH_RATE_LIMIT"),
+            model_name=p.text("IMAGESEARCH_MODEL"),
+            device=p.device("IMAGESEARCH_DEVICE"),
+            concept_threshold=p.threshold("IMAGESEARCH_CONCEPT_THRESHOLD"),
+            image_concept_threshold=p.threshold("IMAGESEARCH_IMAGE_CONCEPT_THRESHOLD"),
+            max_k=p.int_in("IMAGESEARCH_MAX_K", 1, HARD_MAX_K, default=HARD_MAX_K),
+            dev_guild_id=p.one_id("IMAGESEARCH_DEV_GUILD"),
+            log_level=p.log_level("IMAGESEARCH_LOG_LEVEL"),
+        )
+        if p.problems:
+            raise ConfigError("Configuration error: " + "; ".join(p.problems) + ".")
+        return cls(**settings)
+
+
+class _Parser:
+    """Collects one problem per bad key instead of stopping at the first."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def _get(self, key: str) -> str | None:
+        value = self.env.get(key)
+        if value is None:
+            return None
+        value = value.strip()
+        return value or None
+
+    def bad(self, key: str, why: str) -> None:
+        self.problems.append(f"{key} {why}")
+
+    def token(self, key: str) -> str:
+        value = self._get(key)
+        if value is None:
+            self.bad(key, "is required (the bot token from the Discord developer portal)")
+            return ""
+        if any(c.isspace() for c in value) or not value.isprintable():
+            self.bad(key, "is not a valid token (it contains spaces or control characters)")
+            return ""
+        return value
+
+    def collection(self, key: str) -> Path:
+        value = self._get(key)
+        if value is None:
+            self.bad(key, "is required (the folder of a collection built with `imagesearch build`)")
+            return Path()
+        path = Path(value).expanduser()
+        if not path.is_dir():
+            self.bad(key, "does not name an existing folder")
+        elif not (path / MANIFEST).is_file():
+            self.bad(key, f"is not a built collection (no {MANIFEST})")
+        return path
+
+    def text(self, key: str) -> str | None:
+        return self._get(key)
+
+    def ids(self, key: str) -> frozenset[int] | None:
+        """A comma-separated list of Discord ids; None when the key is unset or empty."""
+        value = self._get(key)
+        if value is None:
+            return None
+        out: set[int] = set()
+        for part in value.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if not (part.isdigit() and part.isascii() and 15 <= len(part) <= 21):
+                self.bad(key, "must be a comma-separated list of numeric Discord ids")
+                return None
+            out.add(int(part))
+        return frozenset(out)
+
+    def one_id(self, key: str) -> int | None:
+        value = self._get(key)
+        if value is None:
+            return None
+        if not (value.isdigit() and value.isascii() and 15 <= len(value) <= 21):
+            self.bad(key, "must be one numeric Discord guild id")
+            return None
+        return int(value)
+
+    def readable_file(self, key: str) -> Path | None:
+        value = self._get(key)
+        if value is None:
+            return None
+        path = Path(value).expanduser()
+        if not path.is_file():
+            self.bad(key, "does not name an existing file")
+        elif not os.access(path, os.R_OK):
+            self.bad(key, "names a file that cannot be read")
+        return path
+
+    def writable_file(self, key: str) -> Path | None:
+        value = self._get(key)
+        if value is None:
+            return None
+        path = Path(value).expanduser()
+        if path.is_dir():
+            self.bad(key, "names a folder, not a file")
+        elif path.exists() and not os.access(path, os.W_OK):
+            self.bad(key, "names a file that cannot be written")
+        elif not path.exists() and not (path.parent.is_dir() and os.access(path.parent, os.W_OK)):
+            self.bad(key, "names a file whose folder does not exist or cannot be written")
+        return path
+
+    def rate_limit(self, key: str) -> RateLimit:
+        value = self._get(key) or DEFAULT_RATE_LIMIT
+        count, sep, seconds = value.partition("/")
+        try:
+            limit = RateLimit(int(count), float(seconds))
+        except ValueError:
+            limit = None
+        if not sep or limit is None or limit.count < 1 or not 0 < limit.seconds <= 86_400:
+            self.bad(key, "must look like N/SECONDS with N >= 1, e.g. 5/60")
+            return RateLimit(5, 60.0)
+        return limit
+
+    def device(self, key: str) -> str:
+        value = self._get(key) or "auto"
+        if value not in ("auto", "cpu", "cuda", "mps") and not value.startswith("cuda:"):
+            self.bad(key, "must be auto, cpu, cuda, cuda:N or mps")
+        return value
+
+    def threshold(self, key: str) -> float | None:
+        value = self._get(key)
+        if value is None:
+            return None
+        try:
+            number = float(value)
+        except ValueError:
+            number = float("nan")
+        if not -1.0 <= number <= 1.0:
+            self.bad(key, "must be a cosine similarity between -1 and 1, e.g. 0.25")
+            return None
+        return number
+
+    def int_in(self, key: str, low: int, high: int, *, default: int) -> int:
+        value = self._get(key)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            number = low - 1
+        if not low <= number <= high:
+            self.bad(key, f"must be a whole number from {low} to {high}")
+            return default
+        return number
+
+    def log_level(self, key: str) -> str:
+        value = (self._get(key) or "INFO").upper()
+        if value not in LOG_LEVELS:
+            self.bad(key, "must be one of " + ", ".join(LOG_LEVELS))
+            return "INFO"
+        return value

@@ -1,0 +1,165 @@
+"""The result pager: previous / next page and "more like this" under a result message.
+
+State (the encoded query, filters, page size, offset) lives in the View, not in custom ids:
+a query vector does not fit in 100 characters, and the interaction token that lets us edit
+the message dies after 15 minutes anyway. So the view times out a little before that, disables
+its items by editing the message, and a press that arrives for a view that no longer exists
+gets a short private note (`ExpiredViews` in bot/cogs/search.py answers those).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import secrets
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot import render
+from bot.errors import report_error, send_private
+from bot.results import Query, RenderedPage, render_page
+
+if TYPE_CHECKING:
+    from bot.client import ImageBot
+
+log = logging.getLogger(__name__)
+
+CUSTOM_ID_PREFIX = "imgsearch"
+# Interaction tokens live 15 minutes; after that the message can no longer be edited through
+# them, so the view must disable itself before then. Measured from the latest press.
+VIEW_TIMEOUT = 14 * 60.0
+NOT_YOURS = "Only the person who ran this search can use these buttons. Run /imagesearch yourself."
+EXPIRED = "These results have expired. Run /imagesearch again."
+
+# Views alive in this process, by nonce: a press for any other imgsearch id is an expired one.
+LIVE_PAGERS: dict[str, ResultPager] = {}
+
+
+def upload_limit(interaction: discord.Interaction) -> int:
+    """The largest file this interaction may upload (Discord sends it with each interaction)."""
+    return int(getattr(interaction, "filesize_limit", 0) or 10 * 1024 * 1024)
+
+
+def result_message(query: Query, rendered: RenderedPage) -> dict[str, Any]:
+    """Keyword arguments for followup.send / edit_original_response (minus the view)."""
+    page = rendered.page
+    image_url = f"attachment://{rendered.filename}" if rendered.sheet is not None else None
+    embed = render.results_embed(query.label, page.hits, offset=page.offset, total=page.total_eligible,
+                                 image_url=image_url)
+    files = [discord.File(io.BytesIO(rendered.sheet), filename=rendered.filename,
+                          description="Contact sheet of the results")] if rendered.sheet is not None else []
+    return {"embed": embed, "files": files}
+
+
+class ResultPager(discord.ui.View):
+    """Pages through one query's results; only its owner may use it."""
+
+    def __init__(self, bot: ImageBot, owner_id: int, query: Query, rendered: RenderedPage,
+                 *, timeout: float = VIEW_TIMEOUT) -> None:
+        super().__init__(timeout=timeout)
+        self.bot = bot
+        self.owner_id = owner_id
+        self.query = query
+        self.page = rendered.page
+        self.nonce = secrets.token_hex(6)
+        # The interaction whose token may edit the message now: the command's, then each press's.
+        self.last_interaction: discord.Interaction | None = None
+        self._lock = asyncio.Lock()
+        self.previous_page.custom_id = f"{CUSTOM_ID_PREFIX}:{self.nonce}:prev"
+        self.next_page.custom_id = f"{CUSTOM_ID_PREFIX}:{self.nonce}:next"
+        self.more_like_this.custom_id = f"{CUSTOM_ID_PREFIX}:{self.nonce}:more"
+        self._refresh_items()
+        LIVE_PAGERS[self.nonce] = self
+
+    def _refresh_items(self) -> None:
+        self.previous_page.disabled = self.page.offset == 0
+        self.next_page.disabled = not self.page.has_next
+        options = []
+        for hit in self.page.hits[:25]:
+            label, description = render.select_option_text(hit)
+            options.append(discord.SelectOption(label=label, description=description, value=str(hit.row)))
+        if options:
+            self.more_like_this.options = options
+            self.more_like_this.disabled = False
+        else:
+            self.more_like_this.options = [discord.SelectOption(label="No results", value="-1")]
+            self.more_like_this.disabled = True
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        if interaction.user.id != self.owner_id:
+            await interaction.response.send_message(NOT_YOURS, ephemeral=True)
+            return False
+        return True
+
+    async def _show(self, interaction: discord.Interaction, offset: int) -> None:
+        await interaction.response.defer()  # an update of this message; the 3-second clock stops
+        self.last_interaction = interaction
+        async with self._lock:
+            rendered = await self.bot.run_blocking(render_page, self.bot.service, self.query, offset,
+                                                   upload_limit(interaction))
+            self.page = rendered.page
+            self._refresh_items()
+            parts = result_message(self.query, rendered)
+            await interaction.edit_original_response(embed=parts["embed"], attachments=parts["files"], view=self)
+
+    @discord.ui.button(label="Previous", emoji="◀️", style=discord.ButtonStyle.secondary)
+    async def previous_page(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        await self._show(interaction, max(0, self.page.offset - self.query.k))
+
+    @discord.ui.button(label="Next", emoji="▶️", style=discord.ButtonStyle.secondary)
+    async def next_page(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        await self._show(interaction, self.page.offset + self.query.k)
+
+    @discord.ui.select(placeholder="More like this…", min_values=1, max_values=1,
+                       options=[discord.SelectOption(label="-", value="-1")])
+    async def more_like_this(self, interaction: discord.Interaction, select: discord.ui.Select) -> None:
+        """A new search from a chosen hit's own embedding, posted as a new message with its own pager."""
+        row = int(select.values[0])
+        hit = next((h for h in self.page.hits if h.row == row), None)
+        if hit is None:
+            await send_private(interaction, "That result is no longer on this page.")
+            return
+        verdict = self.bot.limiter.hit(interaction.user.id)
+        if not verdict.allowed:
+            await send_private(interaction, rate_limit_message(verdict.retry_after))
+            return
+        await interaction.response.defer(thinking=True)
+        query = Query(label=f"more like {render.clip(hit.file_name, 80)}", k=self.query.k, row=row,
+                      year_from=self.query.year_from, year_to=self.query.year_to)
+        rendered = await self.bot.run_blocking(render_page, self.bot.service, query, 0, upload_limit(interaction))
+        await send_results(self.bot, interaction, query, rendered)
+
+    async def on_timeout(self) -> None:
+        LIVE_PAGERS.pop(self.nonce, None)
+        for item in self.children:
+            item.disabled = True  # type: ignore[attr-defined]
+        if self.last_interaction is None:
+            return
+        try:
+            await self.last_interaction.edit_original_response(view=self)
+        except discord.HTTPException as exc:
+            log.info("Could not disable an expired pager: %s", exc)
+
+    async def on_error(self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item) -> None:
+        await report_error(interaction, error, f"pager {getattr(item, 'custom_id', '?')}")
+
+    def stop(self) -> None:
+        LIVE_PAGERS.pop(self.nonce, None)
+        super().stop()
+
+
+def rate_limit_message(retry_after: float) -> str:
+    return f"You're searching too fast. Try again in {max(1, round(retry_after))} seconds."
+
+
+async def send_results(bot: ImageBot, interaction: discord.Interaction, query: Query,
+                       rendered: RenderedPage) -> discord.WebhookMessage:
+    """The first follow-up of a deferred interaction: the results with their pager."""
+    parts = result_message(query, rendered)
+    view = ResultPager(bot, interaction.user.id, query, rendered)
+    view.last_interaction = interaction
+    message = await interaction.followup.send(embed=parts["embed"], files=parts["files"], view=view, wait=True)
+    interaction.extras["answered"] = True
+    return message
