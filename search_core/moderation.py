@@ -1,0 +1,205 @@
+"""The moderation policy: asked before every search, by the bot and the command line alike.
+
+Two kinds of rule, each read from a plain text file (one entry a line, ``#`` comments):
+
+- blocked *terms*: words and phrases refused however they are spelled (``search_core.normalise``
+  undoes case, accents, look-alike letters, leetspeak, spacing and punctuation tricks). Cheap: a
+  regular expression, no model.
+- blocked *concepts*: phrases refused by meaning. Each is embedded once, at load, with the
+  collection's own CLIP (design.md: never a second model); a query is refused when its CLIP
+  vector (text prompt or attached image) is close enough to one of them.
+
+A refusal says why in general terms only. It never repeats the prompt or the entry it matched,
+because the message may be shown where others can read it, and because telling someone which
+spelling tripped the list teaches them the next one to try.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from search_core.errors import ImageSearchError, ModelMismatchError, QueryError
+from search_core.normalise import TermMatcher
+
+if TYPE_CHECKING:
+    from search_core.encoder import Encoder
+
+log = logging.getLogger(__name__)
+
+# Defaults for the real clip-ViT-B-32 (cosine on L2-normalised vectors). CLIP text embeddings sit
+# in a narrow cone: even unrelated prompts score 0.6 or more against each other (openai/CLIP#148),
+# related ones 0.8-0.9, while image-text scores are much lower: a matching pair lands near
+# 0.25-0.35 and an unrelated one near 0.15-0.2 (openai/CLIP#405; Chinese-CLIP's maintainers
+# suggest 0.3 as a cut, OFA-Sys/Chinese-CLIP#89). Hence one threshold per kind of query. These
+# refuse close paraphrases and clear depictions only; tune them on your own concept list.
+DEFAULT_TEXT_THRESHOLD = 0.85
+DEFAULT_IMAGE_THRESHOLD = 0.28
+
+BLOCKED_TERM = "blocked_term"
+BLOCKED_CONCEPT = "blocked_concept"
+
+TERM_MESSAGE = "This search was refused: the prompt contains a word or phrase that is not allowed here."
+TEXT_CONCEPT_MESSAGE = "This search was refused: the prompt is about a subject that is not allowed here."
+IMAGE_CONCEPT_MESSAGE = "This search was refused: the image shows a subject that is not allowed here."
+
+
+class ModerationConfigError(ImageSearchError):
+    """A moderation list cannot be read or used. Names the file, never its content."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The policy's answer. ``message`` is safe to show to the person who asked (empty if allowed)."""
+
+    allowed: bool
+    category: str | None = None     # BLOCKED_TERM, BLOCKED_CONCEPT, or None when allowed
+    message: str = ""
+
+
+ALLOWED = Decision(allowed=True)
+
+
+def read_list(path: Path) -> list[str]:
+    """Entries of a list file: one per line, blank lines and ``#`` comments (whole or trailing) skipped."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ModerationConfigError(f"Moderation list {path} does not exist.") from None
+    except IsADirectoryError:
+        raise ModerationConfigError(f"Moderation list {path} is a folder, not a file.") from None
+    except PermissionError:
+        raise ModerationConfigError(f"Moderation list {path} cannot be read: permission denied.") from None
+    except UnicodeDecodeError as exc:
+        # exc's own text quotes the offending bytes: say where, not what.
+        raise ModerationConfigError(
+            f"Moderation list {path} is not UTF-8 text (bad byte at offset {exc.start})."
+        ) from None
+    except OSError as exc:
+        raise ModerationConfigError(f"Moderation list {path} cannot be read ({exc.strerror}).") from None
+    entries = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("#"):
+            continue
+        hash_at = line.find(" #")
+        if hash_at >= 0:
+            line = line[:hash_at].rstrip()
+        if line:
+            entries.append(line)
+    return entries
+
+
+class ModerationPolicy:
+    """Blocked terms and concepts, loaded once per process and asked before every search.
+
+    Thread-safe to share: nothing changes after construction.
+    """
+
+    def __init__(self, terms: Sequence[str] = (), concept_vectors: np.ndarray | None = None, *,
+                 text_threshold: float = DEFAULT_TEXT_THRESHOLD,
+                 image_threshold: float = DEFAULT_IMAGE_THRESHOLD):
+        """``concept_vectors``: float [n, dim], one row per concept phrase, from the collection's model."""
+        self._terms = TermMatcher(list(terms))
+        if len(self._terms) < len(terms):
+            log.warning("%d moderation term(s) have no letters or digits and are ignored",
+                        len(terms) - len(self._terms))
+        if concept_vectors is None or len(concept_vectors) == 0:
+            self._concepts: np.ndarray | None = None
+        else:
+            vecs = np.atleast_2d(np.asarray(concept_vectors, dtype=np.float32))
+            norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+            self._concepts = vecs / np.maximum(norms, 1e-12)
+        self.text_threshold = float(text_threshold)
+        self.image_threshold = float(image_threshold)
+
+    @classmethod
+    def from_phrases(cls, terms: Sequence[str] = (), concepts: Sequence[str] = (),
+                     encoder: Encoder | None = None, **thresholds: float) -> ModerationPolicy:
+        """Embed the concept phrases with ``encoder`` (once) and build the policy."""
+        vectors = None
+        if concepts:
+            if encoder is None:
+                raise ModerationConfigError(
+                    "Blocked concepts need the collection's model to embed them; none was given.")
+            vectors = encoder.encode_text(list(concepts))
+        return cls(terms, vectors, **thresholds)
+
+    @classmethod
+    def from_files(cls, blocklist: Path | None, concepts: Path | None, encoder: Encoder | None, *,
+                   text_threshold: float = DEFAULT_TEXT_THRESHOLD,
+                   image_threshold: float = DEFAULT_IMAGE_THRESHOLD) -> ModerationPolicy:
+        """Load the term list and the concept list (either may be None: that rule is off)."""
+        terms = read_list(blocklist) if blocklist is not None else []
+        phrases = read_list(concepts) if concepts is not None else []
+        if phrases and encoder is None:
+            raise ModerationConfigError(
+                f"Blocked concepts in {concepts} need the collection's model to embed them; none was given.")
+        policy = cls.from_phrases(terms, phrases, encoder, text_threshold=text_threshold,
+                                  image_threshold=image_threshold)
+        log.info("moderation: %d blocked term(s), %d blocked concept(s)", len(policy._terms), len(phrases))
+        return policy
+
+    @property
+    def has_concepts(self) -> bool:
+        """Whether check_vector can refuse anything; when not, callers may skip passing vectors."""
+        return self._concepts is not None
+
+    def check_text(self, prompt: str) -> Decision:
+        """Blocked terms in the prompt, however spelled. No model: safe to call before deferring."""
+        rule = self._terms.find(prompt)
+        if rule is None:
+            return ALLOWED
+        log.info("moderation: prompt refused by blocked term #%d", rule + 1)
+        return Decision(False, BLOCKED_TERM, TERM_MESSAGE)
+
+    def check_vector(self, vector: np.ndarray, *, kind: Literal["text", "image"]) -> Decision:
+        """Blocked concepts by meaning: the query's CLIP vector against each concept phrase's.
+
+        ``kind`` picks the threshold: text-text cosines run far higher than image-text ones.
+        """
+        if kind == "text":
+            threshold, message = self.text_threshold, TEXT_CONCEPT_MESSAGE
+        elif kind == "image":
+            threshold, message = self.image_threshold, IMAGE_CONCEPT_MESSAGE
+        else:
+            raise ValueError(f"kind must be 'text' or 'image', not {kind!r}")
+        if self._concepts is None:
+            return ALLOWED
+        vec = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if vec.shape[0] != self._concepts.shape[1]:
+            raise ModelMismatchError(
+                f"The query vector has {vec.shape[0]} dimensions but the blocked concepts have "
+                f"{self._concepts.shape[1]}: they were embedded with different models.")
+        norm = float(np.linalg.norm(vec))
+        if norm == 0.0 or not np.isfinite(norm):
+            # Fail closed: a broken vector cannot be shown to be harmless.
+            raise QueryError("The query could not be checked: its embedding is empty or invalid.")
+        scores = self._concepts @ (vec / norm)
+        best = int(np.argmax(scores))
+        if scores[best] < threshold:
+            return ALLOWED
+        log.info("moderation: %s query refused by blocked concept #%d (cosine %.3f >= %.3f)",
+                 kind, best + 1, scores[best], threshold)
+        return Decision(False, BLOCKED_CONCEPT, message)
+
+    def check(self, prompt: str | None, text_vector: np.ndarray | None = None,
+              image_vector: np.ndarray | None = None) -> Decision:
+        """Everything that applies, cheapest first: terms, then the text vector, then the image vector."""
+        if prompt:
+            decision = self.check_text(prompt)
+            if not decision.allowed:
+                return decision
+        if text_vector is not None:
+            decision = self.check_vector(text_vector, kind="text")
+            if not decision.allowed:
+                return decision
+        if image_vector is not None:
+            return self.check_vector(image_vector, kind="image")
+        return ALLOWED
