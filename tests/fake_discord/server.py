@@ -1,0 +1,320 @@
+"""FakeDiscord: the server the real discord.py client talks to, and the handle tests drive it by.
+
+The API is documented in tests/fake_discord/README.md; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import time
+from typing import Any
+
+import discord
+import discord.asset
+import discord.gateway
+import discord.http
+import yarl
+from aiohttp import web
+
+from tests.fake_discord.gateway import Gateway
+from tests.fake_discord.models import (
+    ALL_PERMISSIONS,
+    FakeAttachment,
+    FakeGuild,
+    FakeInteraction,
+    FakeMessage,
+    FakeUser,
+    RecordedRequest,
+    snowflake,
+)
+from tests.fake_discord.rest import API_PREFIX, Failure, Rest, serve_attachment
+
+log = logging.getLogger(__name__)
+
+OPTION_SUB_COMMAND, OPTION_SUB_COMMAND_GROUP, OPTION_USER, OPTION_ATTACHMENT = 1, 2, 6, 11
+
+
+class FakeDiscord:
+    """A Discord API v10 + gateway on 127.0.0.1 for one bot; see README.md for the test API."""
+
+    def __init__(self, *, heartbeat_interval: float = 1.0, callback_deadline: float = 3.0,
+                 attachment_size_limit: int = 10 * 1024 * 1024, token_lifetime: float = 15 * 60) -> None:
+        self.heartbeat_interval = heartbeat_interval
+        self.callback_deadline = callback_deadline
+        self.attachment_size_limit = attachment_size_limit
+        self.token_lifetime = token_lifetime
+        self.token = "fake." + secrets.token_urlsafe(24)
+        self.bot_user = FakeUser(snowflake(), "imagesearch-test-bot", bot=True)
+        self.application_id = self.bot_user.id     # as for every application made since 2020
+        self.owner = FakeUser(snowflake(), "owner")
+        self.users: dict[int, FakeUser] = {}
+        self.guilds: dict[int, FakeGuild] = {}
+        self.registered_commands: dict[int | None, dict[str, dict[str, Any]]] = {}
+        self.interactions: dict[int, FakeInteraction] = {}
+        self.interactions_by_token: dict[str, FakeInteraction] = {}
+        self.attachments: dict[int, FakeAttachment] = {}
+        self.sent_channel_messages: dict[int, list[FakeMessage]] = {}
+        # Records for tests.
+        self.requests: list[RecordedRequest] = []
+        self.unknown_requests: list[RecordedRequest] = []
+        self.heartbeat_acks: list[float] = []
+        self.identifies: list[dict[str, Any]] = []
+        self.presence_updates: list[Any] = []
+        self.gateway_connections: list[tuple[str, dict[str, str]]] = []
+        self.left_guilds: list[int] = []
+        self.resumes = 0
+        self.gateway = Gateway(self)
+        self.rest = Rest(self)
+        self._runner: web.AppRunner | None = None
+        self._saved: tuple[Any, ...] | None = None
+        self.port = 0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> FakeDiscord:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=64 * 1024 * 1024)   # aiohttp's 1 MiB default < uploads
+        app.router.add_get("/gateway", self.gateway.handle)
+        app.router.add_get("/gateway/resume", self.gateway.handle)
+        app.router.add_get("/cdn/attachments/{channel}/{id}/{filename}",
+                           lambda request: serve_attachment(self, request))
+        app.router.add_route("*", API_PREFIX + "/{tail:.*}", self.rest.handle)
+        app.router.add_route("*", "/{tail:.*}", self._unknown)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        log.info("fake discord listening on %s", self.base)
+
+    async def stop(self) -> None:
+        self.uninstall()
+        if self._runner is not None:
+            await self.gateway.close_all()
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _unknown(self, request: web.Request) -> web.Response:
+        log.error("fake discord: UNKNOWN URL %s %s (answered 404)", request.method, request.path)
+        self.unknown_requests.append(RecordedRequest(request.method, request.path, dict(request.query), None, []))
+        return web.Response(status=404, text="404: Not Found")
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_base(self) -> str:
+        return self.base + API_PREFIX
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/gateway"
+
+    @property
+    def resume_gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/gateway/resume"
+
+    @property
+    def cdn_base(self) -> str:
+        return self.base + "/cdn"
+
+    def install(self) -> None:
+        """Point discord.py's module-level endpoints at the fake (undone by uninstall/exit)."""
+        if self._saved is None:
+            self._saved = (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY,
+                           discord.asset.Asset.BASE)
+        discord.http.Route.BASE = self.api_base
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.gateway_url)
+        discord.asset.Asset.BASE = self.cdn_base
+
+    def uninstall(self) -> None:
+        if self._saved is not None:
+            (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY,
+             discord.asset.Asset.BASE) = self._saved
+            self._saved = None
+
+    # -- world ---------------------------------------------------------------------------------
+
+    def add_user(self, name: str) -> FakeUser:
+        user = FakeUser(snowflake(), name)
+        self.users[user.id] = user
+        return user
+
+    def add_guild(self, name: str, channels: list[str] | tuple[str, ...] = ("general",),
+                  roles: list[str] | tuple[str, ...] = ()) -> FakeGuild:
+        if not channels:
+            raise ValueError("a guild needs at least one channel")
+        guild_id = snowflake()
+        guild = FakeGuild(id=guild_id, name=name, channels={c: snowflake() for c in channels},
+                          roles={"@everyone": guild_id, **{r: snowflake() for r in roles}},
+                          owner_id=self.owner.id)
+        self.guilds[guild.id] = guild
+        return guild
+
+    async def add_guild_later(self, name: str, channels: list[str] | tuple[str, ...] = ("general",),
+                              roles: list[str] | tuple[str, ...] = ()) -> FakeGuild:
+        guild = self.add_guild(name, channels, roles)
+        await self.gateway.dispatch("GUILD_CREATE", guild.to_json(self.bot_user, unavailable=None))
+        return guild
+
+    async def wait_ready(self, timeout: float = 10.0) -> None:
+        await asyncio.wait_for(self.gateway.ready.wait(), timeout)
+
+    def commands(self, guild_id: int | None = None) -> list[dict[str, Any]]:
+        return list(self.registered_commands.get(guild_id, {}).values())
+
+    def channel_messages(self, channel_id: int) -> list[FakeMessage]:
+        return list(self.sent_channel_messages.get(channel_id, []))
+
+    def fail_next(self, method: str, path_regex: str, status: int = 429, times: int = 1,
+                  retry_after: float = 0.2, global_: bool = False) -> None:
+        self.rest.failures.append(Failure(method.upper(), re.compile(path_regex), status, times,
+                                          retry_after, global_))
+
+    async def drop_gateway(self, resumable: bool = True, timeout: float = 10.0) -> None:
+        """Drop the websocket and return once the client is back (RESUMED, or a new READY)."""
+        resumes, identifies = self.resumes, len(self.identifies)
+        await self.gateway.drop(resumable=resumable)
+        deadline = time.monotonic() + timeout
+        while (self.resumes == resumes) if resumable else (len(self.identifies) == identifies):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the client did not {'resume' if resumable else 'identify'} "
+                                   f"within {timeout} s")
+            await asyncio.sleep(0.02)
+
+    # -- interactions --------------------------------------------------------------------------
+
+    def _find_command(self, name: str, guild: FakeGuild | None) -> dict[str, Any]:
+        scopes = ([guild.id] if guild else []) + [None]
+        for scope in scopes:
+            command = self.registered_commands.get(scope, {}).get(name)
+            if command is not None:
+                return command
+        known = {scope: sorted(cmds) for scope, cmds in self.registered_commands.items()}
+        raise ValueError(f"command {name!r} is not registered for this guild or globally; registered: {known}")
+
+    def _options(self, spec: list[dict[str, Any]], given: dict[str, Any], resolved: dict[str, Any],
+                 channel_id: int, guild: FakeGuild | None,
+                 attachments: dict[str, tuple[bytes, str, str]]) -> list[dict[str, Any]]:
+        by_name = {o["name"]: o for o in spec}
+        options = []
+        for name in [*given, *(a for a in attachments if a not in given)]:
+            if name not in by_name:
+                raise ValueError(f"option {name!r} is not in the command's options {sorted(by_name)}")
+            kind = by_name[name]["type"]
+            if kind == OPTION_ATTACHMENT:
+                data, filename, content_type = attachments[name]
+                attachment = FakeAttachment(snowflake(), filename, content_type, data)
+                self.attachments[attachment.id] = attachment
+                resolved.setdefault("attachments", {})[str(attachment.id)] = attachment.to_json(self.cdn_base,
+                                                                                               channel_id)
+                value: Any = str(attachment.id)
+            elif kind == OPTION_USER:
+                user = given[name]
+                resolved.setdefault("users", {})[str(user.id)] = user.to_json()
+                if guild is not None:
+                    member = guild.member_json(user)
+                    member.pop("user")
+                    resolved.setdefault("members", {})[str(user.id)] = member
+                value = str(user.id)
+            elif kind in (OPTION_SUB_COMMAND, OPTION_SUB_COMMAND_GROUP):
+                raise ValueError("name subcommands in the command name: slash_command('group sub', ...)")
+            else:
+                value = given[name]
+            options.append({"name": name, "type": kind, "value": value})
+        return options
+
+    async def slash_command(self, name: str, options: dict[str, Any] | None = None, *, user: FakeUser,
+                            guild: FakeGuild | None = None, channel: str | int | None = None,
+                            attachments: dict[str, tuple[bytes, str, str]] | None = None,
+                            roles: list[str] | tuple[str, ...] = (), locale: str = "en-US") -> FakeInteraction:
+        """Dispatch INTERACTION_CREATE (application command) as if `user` typed /name."""
+        top, *path = name.split()
+        command = self._find_command(top, guild)
+        channel_id = guild.channel_id(channel) if guild else snowflake()
+        resolved: dict[str, Any] = {}
+        spec, nest = command.get("options") or [], []
+        for sub in path:
+            found = next((o for o in spec if o["name"] == sub
+                          and o["type"] in (OPTION_SUB_COMMAND, OPTION_SUB_COMMAND_GROUP)), None)
+            if found is None:
+                raise ValueError(f"{top!r} has no subcommand {sub!r}")
+            nest.append(found)
+            spec = found.get("options") or []
+        opts = self._options(spec, dict(options or {}), resolved, channel_id, guild, dict(attachments or {}))
+        for sub in reversed(nest):
+            opts = [{"name": sub["name"], "type": sub["type"], "options": opts}]
+        data: dict[str, Any] = {"id": command["id"], "name": top, "type": command.get("type", 1), "options": opts}
+        if resolved:
+            data["resolved"] = resolved
+        if "guild_id" in command:
+            data["guild_id"] = command["guild_id"]
+        return await self._dispatch_interaction(2, data, user, guild, channel_id, roles, locale)
+
+    async def press_button(self, message: FakeMessage, custom_id: str, *, user: FakeUser,
+                           roles: list[str] | tuple[str, ...] = (), locale: str = "en-US") -> FakeInteraction:
+        """Dispatch INTERACTION_CREATE (message component) for a button on `message`."""
+        live = self._live_message(message)
+        if live.deleted:
+            raise ValueError(f"message {live.id} was deleted")
+        button = next((b for b in live.buttons if b.get("custom_id") == custom_id), None)
+        if button is None:
+            raise ValueError(f"message {live.id} has no button {custom_id!r}; it has {live.custom_ids}")
+        if button.get("disabled"):
+            raise ValueError(f"button {custom_id!r} is disabled")
+        guild = self.guilds.get(live.guild_id) if live.guild_id else None
+        data = {"custom_id": custom_id, "component_type": 2}
+        return await self._dispatch_interaction(3, data, user, guild, live.channel_id, roles, locale,
+                                                message=live)
+
+    def _live_message(self, message: FakeMessage) -> FakeMessage:
+        """The current state of a message (tests hold snapshots)."""
+        for inter in self.interactions.values():
+            for live in [inter.original, *inter.followups]:
+                if live is not None and live.id == message.id:
+                    return live
+        for messages in self.sent_channel_messages.values():
+            for live in messages:
+                if live.id == message.id:
+                    return live
+        raise ValueError(f"message {message.id} is not one the bot sent")
+
+    async def _dispatch_interaction(self, kind: int, data: dict[str, Any], user: FakeUser,
+                                    guild: FakeGuild | None, channel_id: int, roles: list[str] | tuple[str, ...],
+                                    locale: str, message: FakeMessage | None = None) -> FakeInteraction:
+        inter = FakeInteraction(snowflake(), "itoken." + secrets.token_urlsafe(32), kind, channel_id,
+                                guild.id if guild else None, original=message)
+        payload: dict[str, Any] = {
+            "id": str(inter.id), "application_id": str(self.application_id), "type": kind, "data": data,
+            "channel_id": str(channel_id), "token": inter.token, "version": 1,
+            "app_permissions": ALL_PERMISSIONS, "locale": locale, "entitlements": [],
+            "attachment_size_limit": self.attachment_size_limit,
+        }
+        if guild is not None:
+            name = next(n for n, cid in guild.channels.items() if cid == channel_id)
+            payload.update(guild_id=str(guild.id), guild_locale="en-US", context=0,
+                           guild={"id": str(guild.id), "locale": "en-US", "features": []},
+                           channel=guild.channel_json(name),
+                           member={**guild.member_json(user, roles), "permissions": ALL_PERMISSIONS},
+                           authorizing_integration_owners={"0": str(guild.id)})
+        else:
+            payload.update(user=user.to_json(), context=1,
+                           channel={"id": str(channel_id), "type": 1, "recipients": [user.to_json()]},
+                           authorizing_integration_owners={"1": str(user.id)})
+        if message is not None:
+            payload["message"] = message.to_json(self.cdn_base)
+        self.interactions[inter.id] = inter
+        self.interactions_by_token[inter.token] = inter
+        inter.dispatched_at = time.monotonic()
+        await self.gateway.dispatch("INTERACTION_CREATE", payload)
+        return inter
