@@ -153,7 +153,7 @@ class Collection:
         column = self.dataset.data.column("year")
         try:
             column = pc.cast(column, "int64")
-        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a bad cast
+        except Exception as exc:  # pyarrow raises several types for a bad cast
             raise CollectionError(f"The year column in {layout.DATASET_DIR}/ is not numeric.") from exc
         valid = column.is_valid().to_numpy(zero_copy_only=False)
         known = int(valid.sum())
@@ -210,7 +210,7 @@ def _read_dataset(path: Path, manifest: Manifest) -> Any:
         raise CollectionError(f"The collection at {path} is incomplete: {layout.DATASET_DIR}/ is missing.")
     try:
         dataset = load_from_disk(str(folder))
-    except Exception as exc:  # noqa: BLE001 - datasets raises many types for a broken folder
+    except Exception as exc:  # datasets raises many types for a broken folder
         raise CollectionError(f"{layout.DATASET_DIR}/ in {path} cannot be read: {type(exc).__name__}: {exc}") from exc
     if not hasattr(dataset, "num_rows") or isinstance(dataset.num_rows, dict):
         raise CollectionError(f"{layout.DATASET_DIR}/ in {path} holds a DatasetDict, not one Dataset.")

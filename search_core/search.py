@@ -1,0 +1,317 @@
+"""Answer queries against an open collection: encode, filter inside FAISS, page, describe hits.
+
+Filters (year range, hidden rows, excluded rows) are FAISS id selectors passed with the search,
+never over-fetching and dropping: a narrow filter still returns k hits. An approximate index
+(IVF, HNSW) can come back short under a narrow filter; then the eligible rows are searched
+exactly from the embeddings, so the promise holds for every index type.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from search_core.collection import Collection
+from search_core.errors import ModelMismatchError, QueryError
+from search_core.layout import MODEL_PROBE_MIN_COSINE, MODEL_PROBE_TEXT
+
+log = logging.getLogger(__name__)
+
+# The most hits one page may hold: a contact sheet of 50 thumbnails is already hard to read.
+MAX_K = 50
+# How deep paging may go: FAISS searches offset + k results for each page.
+MAX_OFFSET = 10_000
+# CLIP reads at most 77 tokens and longer prompts are truncated by the tokenizer, so a long
+# prompt is fine; past this many characters it is a paste accident (or abuse), not a query.
+MAX_PROMPT_CHARS = 1000
+# Rows scored per block in the exact fallback, bounding its memory to ~BLOCK x dim x 4 bytes.
+EXACT_BLOCK_ROWS = 65_536
+# A year range this small is scored exactly from the embeddings when the index is approximate:
+# about 10 ms at 512-d (numpy slice: 0.28 ms per 10k rows, anchors/faiss_results.md), exact, and
+# every page of a query takes the same path, so pages stay disjoint. Approximate indexes under
+# a narrow filter lose recall (HNSW at 10% of rows: 0.92) or come back short.
+EXACT_SEARCH_MAX_ROWS = 50_000
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One result. rank is 1-based across pages; metadata fields are None where unknown."""
+
+    rank: int
+    row: int
+    score: float
+    file_name: str
+    title: str | None = None
+    year: int | None = None
+    book_id: str | None = None
+    volume: int | None = None
+    page: int | None = None
+    image_number: int | None = None
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    """One page of hits: ranks offset+1 .. offset+len(hits) of total_eligible rows."""
+
+    hits: list[Hit]
+    offset: int
+    k: int
+    total_eligible: int
+
+    @property
+    def has_next(self) -> bool:
+        return self.offset + len(self.hits) < self.total_eligible
+
+
+def check_prompt(text: str | None) -> str | None:
+    """The prompt stripped, or None when absent; QueryError when blank or too long."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise QueryError("The prompt must be text.")
+    stripped = text.strip()
+    if not stripped:
+        raise QueryError("The prompt is empty.")
+    if len(stripped) > MAX_PROMPT_CHARS:
+        raise QueryError(f"The prompt is too long ({len(stripped)} characters); the limit is {MAX_PROMPT_CHARS}.")
+    return stripped
+
+
+@contextlib.contextmanager
+def _faiss_single_thread() -> Iterator[None]:
+    """One OpenMP thread for a single query: measured 2-5x faster than 2 threads on 2 cores."""
+    import faiss
+
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(previous)
+
+
+class SearchService:
+    """A collection plus the model it was embedded with. Thread-safe for concurrent searches."""
+
+    def __init__(self, collection: Collection, encoder: Any, hidden_files: Iterable[str] = ()) -> None:
+        self.collection = collection
+        self.encoder = encoder
+        _check_model(collection, encoder)
+        self._exact_index = _is_exact(collection.index)
+        self.hidden_rows = np.asarray(collection.rows_for_file_names(hidden_files), dtype=np.int64)
+        if self.hidden_rows.size:
+            log.info("%d rows hidden from results", self.hidden_rows.size)
+
+    @classmethod
+    def open(cls, path: str | Path, model: str | None = None, device: str = "auto",
+             hidden_files: Iterable[str] = ()) -> SearchService:
+        """Open a collection and load its model (the manifest's, unless model overrides it)."""
+        from search_core.encoder import Encoder
+
+        collection = Collection.open(path)
+        encoder = Encoder.load(model or collection.manifest.model, device=device)
+        return cls(collection, encoder, hidden_files=hidden_files)
+
+    # --- queries ----------------------------------------------------------------------------
+
+    def encode_query(self, text: str | None = None, image: Image.Image | None = None) -> np.ndarray:
+        """A unit query vector; text and image together give their normalised sum."""
+        text = check_prompt(text)
+        if text is None and image is None:
+            raise QueryError("Give a prompt, an image, or both.")
+        parts = []
+        if text is not None:
+            parts.append(self.encoder.encode_text([text])[0])
+        if image is not None:
+            parts.append(self.encoder.encode_images([image])[0])
+        return _unit(np.sum(parts, axis=0), "The prompt and the image cancel each other out; try one alone.")
+
+    def search(self, text: str | None = None, image: Image.Image | None = None, k: int = 9, offset: int = 0,
+               year_from: int | None = None, year_to: int | None = None) -> SearchPage:
+        """Search by prompt, image, or both."""
+        _check_page(k, offset)
+        vector = self.encode_query(text=text, image=image)
+        return self.search_vector(vector, k=k, offset=offset, year_from=year_from, year_to=year_to)
+
+    def more_like_this(self, row: int, k: int = 9, offset: int = 0, year_from: int | None = None,
+                       year_to: int | None = None) -> SearchPage:
+        """Images like a row of the collection, by its stored embedding; the row itself is left out."""
+        row = self.collection._check_row(row)
+        if self._is_hidden(row):
+            raise QueryError("That image is not available.")
+        vector = _unit(np.asarray(self.collection.embeddings[row], dtype=np.float32), "That image has no embedding.")
+        return self.search_vector(vector, k=k, offset=offset, year_from=year_from, year_to=year_to,
+                                  exclude_rows=(row,))
+
+    def search_vector(self, vector: np.ndarray, k: int = 9, offset: int = 0, year_from: int | None = None,
+                      year_to: int | None = None, exclude_rows: Iterable[int] = ()) -> SearchPage:
+        """The core search: filters applied inside FAISS, exact fallback when it comes back short."""
+        _check_page(k, offset)
+        query = np.ascontiguousarray(np.asarray(vector, dtype=np.float32).reshape(1, -1))
+        if query.shape[1] != self.collection.manifest.embedding_dim:
+            raise QueryError(f"The query vector has {query.shape[1]} dimensions; the collection has "
+                             f"{self.collection.manifest.embedding_dim}.")
+        start, stop = self.collection.year_row_range(year_from, year_to)
+        blocked = self._blocked_rows(start, stop, exclude_rows)
+        total = (stop - start) - blocked.size
+        wanted = min(offset + k, total)
+        if wanted <= offset:
+            return SearchPage(hits=[], offset=offset, k=k, total_eligible=max(total, 0))
+
+        narrowed = stop - start < self.collection.rows
+        if narrowed and stop - start <= EXACT_SEARCH_MAX_ROWS and not self._exact_index:
+            scores, rows = self._exact_search(query[0], wanted, start, stop, blocked)
+        else:
+            scores, rows = self._faiss_search(query, wanted, start, stop, blocked)
+        if rows.size < wanted:
+            log.info("index returned %d of %d eligible hits; searching the %d eligible rows exactly",
+                     rows.size, wanted, total)
+            scores, rows = self._exact_search(query[0], wanted, start, stop, blocked)
+        hits = self._hits(scores[offset:wanted], rows[offset:wanted], first_rank=offset + 1)
+        return SearchPage(hits=hits, offset=offset, k=k, total_eligible=total)
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _is_hidden(self, row: int) -> bool:
+        i = np.searchsorted(self.hidden_rows, row)
+        return bool(i < self.hidden_rows.size and self.hidden_rows[i] == row)
+
+    def _blocked_rows(self, start: int, stop: int, exclude_rows: Iterable[int]) -> np.ndarray:
+        """Hidden and excluded rows inside [start, stop), sorted and unique."""
+        excluded = np.asarray([int(r) for r in exclude_rows], dtype=np.int64)
+        blocked = np.union1d(self.hidden_rows, excluded)
+        return blocked[(blocked >= start) & (blocked < stop)]
+
+    def _faiss_search(self, query: np.ndarray, n: int, start: int, stop: int,
+                      blocked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Top n eligible rows from the index; may return fewer with an approximate index."""
+        import faiss
+
+        keep: list[Any] = []   # SWIG selectors hold raw pointers to each other: keep them alive
+        selector = None
+        if start > 0 or stop < self.collection.rows:
+            selector = faiss.IDSelectorRange(start, stop)
+            keep.append(selector)
+        if blocked.size:
+            blocked = np.ascontiguousarray(blocked, dtype=np.int64)
+            keep.append(blocked)
+            batch = faiss.IDSelectorBatch(blocked)
+            not_blocked = faiss.IDSelectorNot(batch)
+            keep += [batch, not_blocked]
+            selector = not_blocked if selector is None else faiss.IDSelectorAnd(selector, not_blocked)
+            keep.append(selector)
+        params = self._search_params(selector)
+        with _faiss_single_thread():
+            try:
+                scores, rows = self.collection.index.search(query, n, params=params)
+            except RuntimeError as exc:
+                log.warning("filtered FAISS search failed (%s); searching exactly", str(exc).splitlines()[0])
+                return np.empty(0, np.float32), np.empty(0, np.int64)
+        del keep
+        valid = rows[0] >= 0
+        return scores[0][valid], rows[0][valid].astype(np.int64)
+
+    def _search_params(self, selector: Any) -> Any:
+        """FAISS search parameters of the index's type, carrying the manifest's nprobe / efSearch."""
+        import faiss
+
+        index = self.collection.index
+        settings = dict(self.collection.manifest.index.params)
+        if selector is None and not settings:
+            return None
+        ivf = faiss.try_extract_index_ivf(index)
+        if ivf is not None:
+            return faiss.SearchParametersIVF(sel=selector, nprobe=int(settings.get("nprobe", ivf.nprobe)))
+        hnsw = faiss.downcast_index(index)
+        if isinstance(hnsw, faiss.IndexHNSW):
+            return faiss.SearchParametersHNSW(sel=selector, efSearch=int(settings.get("efSearch",
+                                                                                      hnsw.hnsw.efSearch)))
+        return faiss.SearchParameters(sel=selector) if selector is not None else None
+
+    def _exact_search(self, query: np.ndarray, n: int, start: int, stop: int,
+                      blocked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top n over rows [start, stop) minus blocked, from the memory-mapped embeddings."""
+        best_scores = np.empty(0, np.float32)
+        best_rows = np.empty(0, np.int64)
+        for lo in range(start, stop, EXACT_BLOCK_ROWS):
+            hi = min(lo + EXACT_BLOCK_ROWS, stop)
+            scores = np.asarray(self.collection.embeddings[lo:hi], dtype=np.float32) @ query
+            rows = np.arange(lo, hi, dtype=np.int64)
+            inside = blocked[(blocked >= lo) & (blocked < hi)]
+            if inside.size:
+                keep = np.ones(hi - lo, dtype=bool)
+                keep[inside - lo] = False
+                scores, rows = scores[keep], rows[keep]
+            best_scores = np.concatenate([best_scores, scores])
+            best_rows = np.concatenate([best_rows, rows])
+            if best_scores.size > n:
+                top = np.argpartition(-best_scores, n - 1)[:n]
+                best_scores, best_rows = best_scores[top], best_rows[top]
+        order = np.lexsort((best_rows, -best_scores))[:n]   # by score, ties by row: stable pages
+        return best_scores[order], best_rows[order]
+
+    def _hits(self, scores: np.ndarray, rows: np.ndarray, first_rank: int) -> list[Hit]:
+        metadata = self.collection.metadata_rows(rows.tolist())
+        return [_hit(first_rank + i, int(row), float(score), meta)
+                for i, (row, score, meta) in enumerate(zip(rows, scores, metadata))]
+
+
+def _hit(rank: int, row: int, score: float, meta: dict[str, Any]) -> Hit:
+    def opt(name: str, kind: type) -> Any:
+        value = meta.get(name)
+        if value is None:
+            return None
+        try:
+            return kind(value)
+        except (TypeError, ValueError):
+            return None
+
+    return Hit(rank=rank, row=row, score=score, file_name=str(meta.get("file_name") or ""),
+               title=opt("title", str), year=opt("year", int), book_id=opt("book_id", str),
+               volume=opt("volume", int), page=opt("page", int), image_number=opt("image_number", int))
+
+
+def _is_exact(index: Any) -> bool:
+    """Flat indexes score every row exactly; all others trade recall for speed."""
+    import faiss
+
+    return isinstance(faiss.downcast_index(index), faiss.IndexFlat)
+
+
+def _check_page(k: int, offset: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
+        raise QueryError(f"The number of results must be between 1 and {MAX_K}.")
+    if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)) or not 0 <= offset <= MAX_OFFSET:
+        raise QueryError(f"The offset must be between 0 and {MAX_OFFSET}.")
+
+
+def _unit(vector: np.ndarray, zero_message: str) -> np.ndarray:
+    vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+    norm = float(np.linalg.norm(vector))
+    if not np.isfinite(norm) or norm < 1e-6:
+        raise QueryError(zero_message)
+    return vector / norm
+
+
+def _check_model(collection: Collection, encoder: Any) -> None:
+    """Refuse a model other than the collection's: its vectors live in another space."""
+    manifest = collection.manifest
+    used = getattr(encoder, "model_name", "the loaded model")
+    probe = np.asarray(encoder.encode_text([MODEL_PROBE_TEXT])[0], dtype=np.float32)
+    if probe.shape[0] != manifest.embedding_dim:
+        raise ModelMismatchError(f"The collection was embedded with {manifest.model} ({manifest.embedding_dim} "
+                                 f"dimensions) but the model in use, {used}, gives {probe.shape[0]}.")
+    stored = np.asarray(manifest.model_probe, dtype=np.float32)
+    cosine = float(probe @ stored / ((np.linalg.norm(probe) * np.linalg.norm(stored)) or 1.0))
+    if not cosine >= MODEL_PROBE_MIN_COSINE:
+        raise ModelMismatchError(f"The collection was embedded with {manifest.model} but the model in use is "
+                                 f"{used}, which encodes differently (probe cosine {cosine:.2f}); "
+                                 "searching would give meaningless results.")
+
