@@ -35,13 +35,12 @@ class RedactSecret(logging.Filter):
 
 
 def configure_logging(settings: Settings) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-8s %(name)s: %(message)s"))
-    handler.addFilter(RedactSecret(settings.discord_token))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(settings.log_level)
-    logging.getLogger("discord").setLevel(max(logging.INFO, logging.getLevelName(settings.log_level)))
+    """Log to stderr (unless the host already configured logging) with the token redacted."""
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)-8s %(name)s: %(message)s")
+    logging.getLogger().setLevel(settings.log_level)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactSecret) for f in handler.filters):
+            handler.addFilter(RedactSecret(settings.discord_token))
 
 
 def load_hidden(settings: Settings) -> list[str]:

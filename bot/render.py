@@ -27,8 +27,13 @@ PROMPT_SHOWN = 120
 
 def clip(text: str, limit: int) -> str:
     """Cut to `limit` characters, marking the cut with an ellipsis."""
-    text = " ".join(str(text).split())
+    text = str(text)
     return text if len(text) <= limit else text[: max(0, limit - 1)].rstrip() + "…"
+
+
+def one_line(text: str) -> str:
+    """Collapse newlines and runs of spaces: metadata and prompts must not break the layout."""
+    return " ".join(str(text).split())
 
 
 def escape(text: str) -> str:
@@ -40,9 +45,9 @@ def query_label(prompt: str | None, image_name: str | None) -> str:
     """A short description of the query for the result's title; never the whole prompt."""
     parts = []
     if prompt:
-        parts.append(f"“{clip(prompt, PROMPT_SHOWN)}”")
+        parts.append(f"“{clip(one_line(prompt), PROMPT_SHOWN)}”")
     if image_name:
-        parts.append(f"image {clip(image_name, 60)}")
+        parts.append(f"image {clip(one_line(image_name), 60)}")
     return " + ".join(parts) or "your query"
 
 
@@ -50,12 +55,12 @@ def hit_line(hit: Any, limit: int = LINE_LIMIT) -> str:
     """`1. file_name — title (year)` cut to `limit`, metadata escaped."""
     year = f" ({hit.year})" if getattr(hit, "year", None) is not None else ""
     title = getattr(hit, "title", None)
-    name = clip(str(hit.file_name), max(20, limit // 2))
+    name = clip(one_line(hit.file_name), max(20, limit // 2))
     text = f"**{hit.rank}.** `{name.replace('`', 'ʹ')}`"
     if title:
         room = limit - len(text) - len(year) - 3
         if room > 10:
-            text += " — " + escape(clip(str(title), room))
+            text += " — " + escape(clip(one_line(title), room))
     return clip(text + year, limit)
 
 
@@ -82,10 +87,10 @@ def results_embed(label: str, hits: Sequence[Any], *, offset: int, total: int | 
 
 def select_option_text(hit: Any) -> tuple[str, str]:
     """(label, description) for the "more like this" select, each within 100 characters."""
-    title = getattr(hit, "title", None) or hit.file_name
+    title = one_line(getattr(hit, "title", None) or hit.file_name)
     year = f" ({hit.year})" if getattr(hit, "year", None) is not None else ""
     label = clip(f"{hit.rank}. {clip(str(title), OPTION_TEXT_LIMIT - len(year) - 6)}{year}", OPTION_TEXT_LIMIT)
-    return label, clip(str(hit.file_name), OPTION_TEXT_LIMIT)
+    return label, clip(one_line(hit.file_name), OPTION_TEXT_LIMIT)
 
 
 def embed_size_ok(embed: discord.Embed) -> bool:

@@ -1,0 +1,139 @@
+"""Settings.from_env and the entry point's start-up errors: one line, naming the variable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.__main__ import main
+from bot.settings import ConfigError, RateLimit, Settings
+
+TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.Gabcde.SECRET-token-value_0123456789"
+GUILD = "123456789012345678"
+CHANNEL = "223456789012345678"
+
+
+@pytest.fixture
+def fake_collection(tmp_path: Path) -> Path:
+    """A folder that passes the settings check (a manifest is present); not openable as a collection."""
+    folder = tmp_path / "collection"
+    folder.mkdir()
+    (folder / "manifest.json").write_text(json.dumps({"format_version": 1}), encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def env(fake_collection: Path) -> dict[str, str]:
+    return {"DISCORD_TOKEN": TOKEN, "IMAGESEARCH_COLLECTION": str(fake_collection)}
+
+
+def test_minimal_environment_parses_with_safe_defaults(env: dict[str, str]) -> None:
+    """Only the two required keys: no guild allowed, every channel, 5 searches a minute."""
+    s = Settings.from_env(env)
+    assert s.discord_token == TOKEN
+    assert s.allowed_guilds == frozenset()
+    assert s.allowed_channels is None
+    assert s.rate_limit == RateLimit(5, 60.0)
+    assert s.max_k == 25 and s.dev_guild_id is None and s.device == "auto"
+
+
+def test_full_environment_parses_every_key(env: dict[str, str], tmp_path: Path) -> None:
+    """Every documented key is read into its typed field."""
+    blocklist = tmp_path / "block.txt"
+    blocklist.write_text("bad\n")
+    env.update({
+        "IMAGESEARCH_ALLOWED_GUILDS": f"{GUILD}, 323456789012345678",
+        "IMAGESEARCH_ALLOWED_CHANNELS": CHANNEL,
+        "IMAGESEARCH_BLOCKLIST": str(blocklist), "IMAGESEARCH_BLOCKED_CONCEPTS": str(blocklist),
+        "IMAGESEARCH_HIDDEN": str(blocklist), "IMAGESEARCH_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
+        "IMAGESEARCH_RATE_LIMIT": "3/10.5", "IMAGESEARCH_MODEL": "clip-ViT-B-32", "IMAGESEARCH_DEVICE": "cpu",
+        "IMAGESEARCH_CONCEPT_THRESHOLD": "0.3", "IMAGESEARCH_IMAGE_CONCEPT_THRESHOLD": "0.4",
+        "IMAGESEARCH_MAX_K": "12", "IMAGESEARCH_DEV_GUILD": GUILD, "IMAGESEARCH_LOG_LEVEL": "debug",
+    })
+    s = Settings.from_env(env)
+    assert s.allowed_guilds == {int(GUILD), 323456789012345678}
+    assert s.allowed_channels == {int(CHANNEL)}
+    assert s.rate_limit == RateLimit(3, 10.5)
+    assert (s.concept_threshold, s.image_concept_threshold, s.max_k) == (0.3, 0.4, 12)
+    assert s.dev_guild_id == int(GUILD) and s.log_level == "DEBUG" and s.audit_log == tmp_path / "audit.jsonl"
+
+
+def test_repr_never_shows_the_token(env: dict[str, str]) -> None:
+    """A Settings in a log line or a traceback does not leak the token."""
+    s = Settings.from_env(env)
+    assert TOKEN not in repr(s) and TOKEN not in str(s)
+
+
+@pytest.mark.parametrize("key, value", [
+    ("DISCORD_TOKEN", ""),
+    ("DISCORD_TOKEN", "two words"),
+    ("IMAGESEARCH_COLLECTION", ""),
+    ("IMAGESEARCH_COLLECTION", "/nonexistent/collection"),
+    ("IMAGESEARCH_ALLOWED_GUILDS", "12345678901234567x"),
+    ("IMAGESEARCH_ALLOWED_GUILDS", "my-server"),
+    ("IMAGESEARCH_ALLOWED_CHANNELS", "42"),
+    ("IMAGESEARCH_BLOCKLIST", "/nonexistent/blocklist.txt"),
+    ("IMAGESEARCH_BLOCKED_CONCEPTS", "/nonexistent/concepts.txt"),
+    ("IMAGESEARCH_HIDDEN", "/nonexistent/hidden.txt"),
+    ("IMAGESEARCH_AUDIT_LOG", "/nonexistent-dir/audit.jsonl"),
+    ("IMAGESEARCH_RATE_LIMIT", "5"),
+    ("IMAGESEARCH_RATE_LIMIT", "five/60"),
+    ("IMAGESEARCH_RATE_LIMIT", "0/60"),
+    ("IMAGESEARCH_RATE_LIMIT", "5/-1"),
+    ("IMAGESEARCH_DEVICE", "tpu"),
+    ("IMAGESEARCH_CONCEPT_THRESHOLD", "high"),
+    ("IMAGESEARCH_IMAGE_CONCEPT_THRESHOLD", "2"),
+    ("IMAGESEARCH_MAX_K", "100"),
+    ("IMAGESEARCH_DEV_GUILD", "dev"),
+    ("IMAGESEARCH_LOG_LEVEL", "loud"),
+])
+def test_each_bad_value_is_named(env: dict[str, str], key: str, value: str) -> None:
+    """Each invalid value raises ConfigError whose one-line message names exactly that variable."""
+    env[key] = value
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env)
+    message = str(info.value)
+    assert key in message and "\n" not in message
+    others = {"DISCORD_TOKEN", "IMAGESEARCH_COLLECTION", "IMAGESEARCH_RATE_LIMIT", "IMAGESEARCH_MAX_K"} - {key}
+    assert not any(f"{other} " in message for other in others)
+
+
+def test_all_bad_keys_reported_at_once(fake_collection: Path) -> None:
+    """Several mistakes come back in one message, so one restart fixes them all."""
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"IMAGESEARCH_RATE_LIMIT": "lots", "IMAGESEARCH_ALLOWED_GUILDS": "x"})
+    message = str(info.value)
+    for key in ("DISCORD_TOKEN", "IMAGESEARCH_COLLECTION", "IMAGESEARCH_RATE_LIMIT", "IMAGESEARCH_ALLOWED_GUILDS"):
+        assert key in message
+
+
+def test_bad_values_are_not_echoed(env: dict[str, str]) -> None:
+    """A token pasted into the wrong variable is not repeated in the error."""
+    env["IMAGESEARCH_ALLOWED_GUILDS"] = TOKEN
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env)
+    assert TOKEN not in str(info.value)
+
+
+def test_main_stops_with_one_line_naming_the_variable(capsys: pytest.CaptureFixture[str],
+                                                      fake_collection: Path) -> None:
+    """`imagesearch bot` with a bad rate limit exits non-zero with one stderr line and no traceback."""
+    code = main({"DISCORD_TOKEN": TOKEN, "IMAGESEARCH_COLLECTION": str(fake_collection),
+                 "IMAGESEARCH_RATE_LIMIT": "many"})
+    out, err = capsys.readouterr()
+    assert code != 0
+    assert err.strip().count("\n") == 0 and "IMAGESEARCH_RATE_LIMIT" in err
+    assert "Traceback" not in err + out and TOKEN not in err + out
+
+
+def test_main_reports_an_unopenable_collection_in_one_line(capsys: pytest.CaptureFixture[str],
+                                                           fake_collection: Path) -> None:
+    """A folder with a broken manifest stops start-up naming IMAGESEARCH_COLLECTION, without a traceback."""
+    code = main({"DISCORD_TOKEN": TOKEN, "IMAGESEARCH_COLLECTION": str(fake_collection)})
+    out, err = capsys.readouterr()
+    assert code != 0
+    lines = [line for line in err.splitlines() if line.startswith("imagesearch bot:")]
+    assert len(lines) == 1 and "IMAGESEARCH_COLLECTION" in lines[0]
+    assert "Traceback" not in err + out and TOKEN not in err + out
