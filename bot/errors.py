@@ -35,22 +35,19 @@ class Refusal(app_commands.CheckFailure):
 async def send_private(interaction: discord.Interaction, text: str) -> None:
     """Tell only the invoker, whatever state the interaction is in.
 
-    Discord keeps a deferred response's visibility for its first follow-up, so after a public
-    "thinking…" an ephemeral follow-up would still show to the whole channel. Deleting the
-    unanswered deferred message first makes the follow-up a new message, and then
-    `ephemeral=True` holds. A message that already shows results (extras["answered"]) is kept.
+    Discord keeps a deferred response's visibility for its first follow-up. The bot defers
+    privately (see bot/cogs/search.py), so while that "thinking…" message is unanswered,
+    replacing it is private; afterwards a follow-up with ephemeral=True is a message of its own.
     """
     try:
         if not interaction.response.is_done():
             await interaction.response.send_message(text, ephemeral=True)
-            return
-        if (interaction.response.type == discord.InteractionResponseType.deferred_channel_message
-                and not interaction.extras.get("answered")):
-            try:
-                await interaction.delete_original_response()
-            except discord.HTTPException:
-                log.debug("Could not delete the deferred response", exc_info=True)
-        await interaction.followup.send(text, ephemeral=True)
+        elif (interaction.response.type == discord.InteractionResponseType.deferred_channel_message
+                and interaction.extras.get("private_defer") and not interaction.extras.get("answered")):
+            await interaction.edit_original_response(content=text)
+            interaction.extras["answered"] = True
+        else:
+            await interaction.followup.send(text, ephemeral=True)
     except (discord.NotFound, discord.Forbidden):
         log.info("Interaction %s expired before its private message could be sent", interaction.id)
 

@@ -64,7 +64,9 @@ class ResultPager(discord.ui.View):
         self.query = query
         self.page = rendered.page
         self.nonce = secrets.token_hex(6)
-        # The interaction whose token may edit the message now: the command's, then each press's.
+        # What may edit the results message now: the follow-up itself (the command's token), then
+        # each press's own interaction, whose token is fresher.
+        self.message: discord.WebhookMessage | None = None
         self.last_interaction: discord.Interaction | None = None
         self._lock = asyncio.Lock()
         self.previous_page.custom_id = f"{CUSTOM_ID_PREFIX}:{self.nonce}:prev"
@@ -125,7 +127,7 @@ class ResultPager(discord.ui.View):
         if not verdict.allowed:
             await send_private(interaction, rate_limit_message(verdict.retry_after))
             return
-        await interaction.response.defer(thinking=True)
+        await defer_privately(interaction)
         query = Query(label=f"more like {render.clip(hit.file_name, 80)}", k=self.query.k, row=row,
                       year_from=self.query.year_from, year_to=self.query.year_to)
         rendered = await self.bot.run_blocking(render_page, self.bot.service, query, 0, upload_limit(interaction))
@@ -135,10 +137,11 @@ class ResultPager(discord.ui.View):
         LIVE_PAGERS.pop(self.nonce, None)
         for item in self.children:
             item.disabled = True  # type: ignore[attr-defined]
-        if self.last_interaction is None:
-            return
         try:
-            await self.last_interaction.edit_original_response(view=self)
+            if self.last_interaction is not None:
+                await self.last_interaction.edit_original_response(view=self)
+            elif self.message is not None:
+                await self.message.edit(view=self)
         except discord.HTTPException as exc:
             log.info("Could not disable an expired pager: %s", exc)
 
@@ -154,12 +157,33 @@ def rate_limit_message(retry_after: float) -> str:
     return f"You're searching too fast. Try again in {max(1, round(retry_after))} seconds."
 
 
+async def defer_privately(interaction: discord.Interaction) -> None:
+    """Acknowledge within Discord's 3 seconds with a "thinking…" only the invoker sees.
+
+    Why private: Discord keeps a deferred response's visibility for its first follow-up, and a
+    search can still be refused after this point (a blocked concept, a broken image). Deferring
+    privately keeps every refusal private; the results are posted publicly by `send_results`.
+    """
+    interaction.extras["private_defer"] = True
+    await interaction.response.defer(ephemeral=True, thinking=True)
+
+
 async def send_results(bot: ImageBot, interaction: discord.Interaction, query: Query,
                        rendered: RenderedPage) -> discord.WebhookMessage:
-    """The first follow-up of a deferred interaction: the results with their pager."""
+    """Post the results publicly, with their pager, after a private deferral.
+
+    The private "thinking…" is first replaced (so the results become a follow-up of their own,
+    with their own visibility), then deleted once the results are up.
+    """
     parts = result_message(query, rendered)
     view = ResultPager(bot, interaction.user.id, query, rendered)
-    view.last_interaction = interaction
-    message = await interaction.followup.send(embed=parts["embed"], files=parts["files"], view=view, wait=True)
+    await interaction.edit_original_response(content="Posting your results…")
+    message = await interaction.followup.send(embed=parts["embed"], files=parts["files"], view=view,
+                                              ephemeral=False, wait=True)
+    view.message = message
     interaction.extras["answered"] = True
+    try:
+        await interaction.delete_original_response()
+    except discord.HTTPException:
+        log.debug("Could not delete the private placeholder", exc_info=True)
     return message

@@ -3,10 +3,12 @@
 Order of work, chosen for Discord's visibility rule (a deferred response's visibility is kept by
 its first follow-up): everything that can refuse in microseconds runs first and refuses with a
 private `send_message` (access rules, input checks, attachment size and type, rate limit,
-blocked terms); then the command defers publicly at once (3-second deadline); then download,
+blocked terms); then the command defers at once (3-second deadline), privately; then download,
 decoding, encoding, the concept check, search and rendering run off the event loop. A refusal
-after that point (a blocked concept, a broken image) deletes the public "thinking…" message and
-answers privately (`bot.errors.send_private`), so the channel never sees it.
+after that point (a blocked concept, a broken image) replaces the private "thinking…", so the
+channel never sees it; results are posted publicly as a follow-up of their own
+(`bot.views.send_results`). Deleting a public "thinking…" and following up ephemerally was the
+other option; which visibility that follow-up gets is not documented by Discord, so not relied on.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from bot import render
 from bot.cogs.guard import allowed_place
 from bot.errors import Refusal, send_private
 from bot.results import Query, combine, render_page
-from bot.views import CUSTOM_ID_PREFIX, EXPIRED, LIVE_PAGERS, rate_limit_message, send_results, upload_limit
+from bot.views import (CUSTOM_ID_PREFIX, EXPIRED, LIVE_PAGERS, defer_privately, rate_limit_message, send_results,
+                       upload_limit)
 from search_core.errors import QueryError
 from search_core.images import ACCEPTED_FORMATS, MAX_QUERY_BYTES, load_query_image
 from search_core.search import check_prompt
@@ -118,8 +121,8 @@ class Search(commands.Cog):
                                  **where)
                 raise Refusal(decision.message or GENERIC_REFUSAL, "blocked_term")
 
-        # 2. Public "thinking…" within Discord's 3 seconds; the rest happens off the event loop.
-        await interaction.response.defer(thinking=True)
+        # 2. A private "thinking…" within Discord's 3 seconds; the rest happens off the event loop.
+        await defer_privately(interaction)
 
         picture = None
         if image is not None:
