@@ -107,12 +107,16 @@ def build_collection(source: str, out: Path, *, model: str = DEFAULT_MODEL, batc
         log.info("index %s recall@10 %.3f with %s", info.spec, info.recall_at_10, info.params)
 
     rows = [order[p] for p in positions]
+    if not progress:
+        datasets.disable_progress_bars()
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     try:
         _write_collection(tmp, src, [meta[r] for r in rows], rows, vectors, faiss_index, info,
                           skipped, encoder=encoder, model=model, precision=precision)
         _replace(tmp, out)
     finally:
+        if not progress:
+            datasets.enable_progress_bars()
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(work, ignore_errors=True)
@@ -146,7 +150,13 @@ def _check_out(out: Path) -> None:
 
 
 def _load_encoder(model: str, device: str, precision: str) -> Encoder:
-    encoder = Encoder.load(model, device=device, precision=precision)
+    try:
+        encoder = Encoder.load(model, device=device, precision=precision)
+    except BuildError as exc:
+        # Hub errors run to several lines of advice; the user needs the first one.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unknown error"
+        raise BuildError(f"{first.rstrip('.')} (not a local model folder, and not available from the Hub "
+                         "or its cache).") from exc
     if device.startswith("cuda") and precision == "fp16":
         # Encoder.load may not apply precision itself yet; fp16 weights are what CUDA wants.
         import torch

@@ -1,0 +1,109 @@
+"""The `imagesearch build` subcommand: arguments in, one summary out.
+
+Progress and the summary go to stderr, the collection path to stdout (so scripts can capture
+it); a BuildError becomes one `error: ...` line and exit status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from scripts.index_choice import INDEX_NAMES
+from search_core.encoder import DEFAULT_MODEL
+from search_core.errors import ImageSearchError
+
+log = logging.getLogger(__name__)
+
+SKIPPED_SHOWN = 10
+
+
+def add_build_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "build", help="embed a folder or dataset of images into a searchable collection",
+        description="Embed every image of SOURCE with a CLIP model and write a collection "
+                    "(dataset, embeddings, FAISS index) to --out. SOURCE: an image folder "
+                    "(imagefolder layout), a dataset saved with save_to_disk, a Hub dataset id, "
+                    "or an http(s) URL of a zip of images. Re-running after a crash resumes.",
+    )
+    parser.add_argument("source", metavar="SOURCE", help="image folder, saved dataset, Hub id or zip URL")
+    parser.add_argument("--out", required=True, type=Path, metavar="COLLECTION",
+                        help="collection folder to write (replaced only once the new one is complete)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME_OR_PATH",
+                        help=f"sentence-transformers CLIP model name or folder (default {DEFAULT_MODEL})")
+    parser.add_argument("--batch-size", type=int, default=None, metavar="N",
+                        help="images per model call (default: 32 on CPU, 256 on CUDA)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="where the model runs (default auto: CUDA if available)")
+    parser.add_argument("--index", default="auto", metavar="|".join(INDEX_NAMES) + "|FACTORY",
+                        help="FAISS index: auto picks exact Flat for small collections and a tuned "
+                             "IVF-SQ8 for large ones; or any FAISS factory string")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16", "int8"),
+                        help="embedding precision (default auto: fp16 on CUDA, fp32 on CPU)")
+    parser.add_argument("--push-to-hub", default=None, metavar="REPO",
+                        help="also push the collection with embeddings to this private Hub dataset")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    parser.set_defaults(func=run_build)
+    return parser
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from scripts.build import build_collection
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        summary = build_collection(
+            args.source, args.out, model=args.model, batch_size=args.batch_size, device=args.device,
+            index=args.index, precision=args.precision, push_to_hub=args.push_to_hub,
+            progress=args.progress,
+        )
+    except ImageSearchError as exc:
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted; run the same command again to resume.", file=sys.stderr)
+        return 130
+    print(format_summary(summary), file=sys.stderr)
+    print(summary.out)
+    return 0
+
+
+def format_summary(summary) -> str:
+    """Human summary: rows, skipped files (with reasons), time, speed, index and its recall."""
+    lines = [
+        f"Built {summary.rows} images into {summary.out} in {summary.seconds:.1f} s "
+        f"({summary.images_per_second:.1f} images/s on {summary.device}, {summary.precision}"
+        + (f"; {summary.resumed} resumed from an earlier run" if summary.resumed else "") + ").",
+    ]
+    index = summary.index
+    if index.recall_at_10 is None:
+        lines.append(f"Index: {index.spec} (exact search).")
+    else:
+        params = ", ".join(f"{k}={v}" for k, v in index.params.items()) or "defaults"
+        lines.append(f"Index: {index.spec} ({params}), measured recall@10 {index.recall_at_10:.3f} "
+                     "against exact search.")
+    if summary.skipped:
+        lines.append(f"Skipped {len(summary.skipped)} file(s) (listed in skipped.jsonl):")
+        lines += [f"  {name}: {reason}" for name, reason in summary.skipped[:SKIPPED_SHOWN]]
+        if len(summary.skipped) > SKIPPED_SHOWN:
+            lines.append(f"  ... and {len(summary.skipped) - SKIPPED_SHOWN} more")
+    else:
+        lines.append("Skipped 0 files.")
+    if summary.pushed_to:
+        lines.append(f"Pushed to the Hub dataset {summary.pushed_to} (private).")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m scripts.build_cli SOURCE --out ...`: the build subcommand on its own."""
+    parser = argparse.ArgumentParser(prog="imagesearch")
+    add_build_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["build", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

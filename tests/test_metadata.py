@@ -1,0 +1,80 @@
+"""scripts.metadata: British Library file names, year folders, odd names, year order."""
+
+from __future__ import annotations
+
+import datasets
+import pytest
+
+from scripts.metadata import ImageMetadata, dataset_metadata, file_name_of, parse_file_name, year_order
+
+
+def test_bl_name_gives_every_field():
+    """A BL name yields book id, volume, page, image number, title (spaces kept) and year."""
+    meta = parse_file_name("000499442_0_000579_1_[The Ring and the Book  etc ]_1920.jpg")
+    assert meta == ImageMetadata(
+        file_name="000499442_0_000579_1_[The Ring and the Book  etc ]_1920.jpg", year=1920,
+        title="The Ring and the Book  etc ", book_id="000499442", volume=0, page=579, image_number=1,
+    )
+
+
+def test_title_with_brackets_and_underscores_is_kept_whole():
+    """Titles may hold '_' and '[' ']' themselves; the year is still the last field."""
+    meta = parse_file_name("003253947_02_000141_2_[Poems_ [Second series]]_1866.png")
+    assert (meta.title, meta.year, meta.volume, meta.page) == ("Poems_ [Second series]", 1866, 2, 141)
+
+
+@pytest.mark.parametrize("name", ["holiday photo.jpg", "000499442_0_[no page]_1920.jpg", "_.jpg",
+                                  "000499442_0_000579_1_[T]_19x0.jpg", "ünïcødé 名前.jpeg", ""])
+def test_odd_names_keep_the_file_name_and_never_raise(name):
+    """A name that does not parse keeps the file name and leaves the other fields unknown."""
+    meta = parse_file_name(name)
+    assert meta.file_name == name
+    assert (meta.year, meta.title, meta.book_id, meta.volume, meta.page, meta.image_number) == (None,) * 6
+
+
+def test_year_folder_fills_in_an_unparsed_name():
+    """imagefolder's class name (the year folder) gives the year when the name has none."""
+    assert parse_file_name("scan 17.jpg", folder_year="1850").year == 1850
+    assert parse_file_name("scan 17.jpg", folder_year="misc").year is None
+
+
+def test_name_year_wins_over_folder_year():
+    """The publication year in the name is more specific than how files were sorted into folders."""
+    assert parse_file_name("000499442_0_000579_1_[T]_1920.jpg", folder_year="1850").year == 1920
+
+
+@pytest.mark.parametrize("path, name", [
+    ("/data/1850/a b.jpg", "a b.jpg"),
+    ("zip://1850/x_[t]_1850.jpg::/tmp/sample.zip", "x_[t]_1850.jpg"),
+    ("zip://x.jpg::https://zenodo.org/record/6224034/files/s.zip?download=1", "x.jpg"),
+    (None, None),
+])
+def test_file_name_of_local_and_chained_paths(path, name):
+    """The bare name is found in local paths and fsspec chained URLs of archive members."""
+    assert file_name_of(path) == name
+
+
+def test_year_order_puts_unknown_years_last_and_keeps_ties_stable():
+    """Known years ascend, unknown years go last, equal years keep source order."""
+    rows = [ImageMetadata("a", 1900), ImageMetadata("b", None), ImageMetadata("c", 1850),
+            ImageMetadata("d", 1900), ImageMetadata("e", None)]
+    assert year_order(rows) == [2, 0, 3, 1, 4]
+
+
+def test_dataset_metadata_uses_labels_name_columns_and_curated_columns():
+    """Rows get names from the path or a name column, years from labels, and curated values win."""
+    ds = datasets.Dataset.from_dict(
+        {"image": [{"bytes": None, "path": "/x/1850/000000001_0_000001_1_[A]_1850.jpg"},
+                   {"bytes": b"...", "path": None},
+                   {"bytes": None, "path": "/x/1870/plain.jpg"}],
+         "fname": ["ignored.jpg", "from_column.jpg", "ignored2.jpg"],
+         "label": [0, 0, 1],
+         "title": [None, "Curated title", None]},
+        features=datasets.Features({"image": datasets.Image(decode=False), "fname": datasets.Value("string"),
+                                    "label": datasets.ClassLabel(names=["1850", "1870"]),
+                                    "title": datasets.Value("string")}),
+    )
+    rows = dataset_metadata(ds, "image")
+    assert [r.file_name for r in rows] == ["000000001_0_000001_1_[A]_1850.jpg", "from_column.jpg", "plain.jpg"]
+    assert [r.year for r in rows] == [1850, 1850, 1870]
+    assert [r.title for r in rows] == ["A", "Curated title", None]
