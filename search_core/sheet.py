@@ -1,0 +1,126 @@
+"""Contact sheets: one image of a page of hits, the successor of the seed's 3x3 matplotlib plot.
+
+One upload shows a whole page at a glance (Discord allows 10 attachments; a sheet needs one).
+Pillow only: no plotting stack in a bot process.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Sequence
+from functools import lru_cache
+
+from PIL import Image, ImageDraw, ImageFont
+
+from search_core.errors import ImageSearchError
+from search_core.search import Hit
+
+log = logging.getLogger(__name__)
+
+PAD = 8                     # pixels around and between cells
+FONT_SIZE = 14
+LINE_HEIGHT = 18
+CAPTION_LINES = 2           # "#rank  score  year" and the title
+CAPTION_HEIGHT = CAPTION_LINES * LINE_HEIGHT + 4
+BACKGROUND = (255, 255, 255)
+THUMB_BACKGROUND = (238, 238, 238)
+TEXT = (20, 20, 20)
+MUTED = (90, 90, 90)
+JPEG_QUALITIES = (90, 80, 70, 60, 50, 40)
+MIN_SIDE = 64               # below this a sheet is useless: give up instead of shrinking further
+
+
+@lru_cache(maxsize=1)
+def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=FONT_SIZE)   # Pillow's bundled font when FreeType is present
+    except (TypeError, OSError):
+        return ImageFont.load_default()                 # the fixed bitmap font otherwise
+
+
+def sheet_size(n: int, columns: int = 3, thumb: int = 256) -> tuple[int, int]:
+    """The pixel size of a sheet of n cells: callers can plan uploads without rendering."""
+    columns = max(1, min(columns, max(n, 1)))
+    rows = max(1, -(-n // columns))
+    return columns * (thumb + PAD) + PAD, rows * (thumb + CAPTION_HEIGHT + PAD) + PAD
+
+
+def render_contact_sheet(hits: Sequence[Hit], images: Sequence[Image.Image], columns: int = 3,
+                         thumb: int = 256) -> Image.Image:
+    """A grid of hit images, each fitted into thumb x thumb, with rank, score, year and title under it.
+
+    With no hits the sheet is one empty cell saying so, so a caller can always send a sheet.
+    """
+    if len(hits) != len(images):
+        raise ValueError(f"{len(hits)} hits but {len(images)} images")
+    if columns < 1 or thumb < 16:
+        raise ValueError("columns must be >= 1 and thumb >= 16")
+    width, height = sheet_size(len(hits), columns, thumb)
+    columns = max(1, min(columns, max(len(hits), 1)))
+    sheet = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    font = _font()
+    if not hits:
+        draw.rectangle([PAD, PAD, PAD + thumb - 1, PAD + thumb - 1], fill=THUMB_BACKGROUND)
+        draw.text((PAD + 6, PAD + thumb // 2 - LINE_HEIGHT // 2), "No results", fill=MUTED, font=font)
+        return sheet
+    for i, (hit, img) in enumerate(zip(hits, images)):
+        x = PAD + (i % columns) * (thumb + PAD)
+        y = PAD + (i // columns) * (thumb + CAPTION_HEIGHT + PAD)
+        draw.rectangle([x, y, x + thumb - 1, y + thumb - 1], fill=THUMB_BACKGROUND)
+        small = img.convert("RGB") if img.mode != "RGB" else img.copy()
+        small.thumbnail((thumb, thumb), Image.Resampling.LANCZOS)
+        sheet.paste(small, (x + (thumb - small.width) // 2, y + (thumb - small.height) // 2))
+        first = f"#{hit.rank}  {hit.score:.3f}" + (f"  {hit.year}" if hit.year is not None else "")
+        draw.text((x, y + thumb + 2), _fit(first, font, thumb), fill=TEXT, font=font)
+        title = hit.title or hit.file_name
+        draw.text((x, y + thumb + 2 + LINE_HEIGHT), _fit(title, font, thumb), fill=MUTED, font=font)
+    return sheet
+
+
+def _fit(text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, width: int) -> str:
+    """Text cut with an ellipsis to fit width pixels."""
+    text = " ".join(text.split())
+    if font.getlength(text) <= width:
+        return text
+    lo, hi = 0, len(text)
+    while lo < hi:                      # longest prefix that fits with the ellipsis
+        mid = (lo + hi + 1) // 2
+        if font.getlength(text[:mid].rstrip() + "…") <= width:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo].rstrip() + "…"
+
+
+def encode_image(img: Image.Image, max_bytes: int, prefer: str = "PNG") -> tuple[bytes, str]:
+    """Encode to fit max_bytes: (data, extension), extension "png" or "jpg".
+
+    PNG first (sharp text, exact pixels) unless prefer="JPEG"; then JPEG at falling quality; then
+    the image is scaled down by a quarter at a time. Discord refuses an upload over its limit, so
+    a sheet that is slightly soft beats no sheet.
+    """
+    prefer = prefer.upper()
+    if prefer not in ("PNG", "JPEG", "JPG"):
+        raise ValueError(f"prefer must be PNG or JPEG, not {prefer!r}")
+    img = img.convert("RGB") if img.mode not in ("RGB", "L") else img
+    if prefer == "PNG":
+        data = _save(img, "PNG")
+        if len(data) <= max_bytes:
+            return data, "png"
+    while True:
+        for quality in JPEG_QUALITIES:
+            data = _save(img, "JPEG", quality=quality, optimize=True)
+            if len(data) <= max_bytes:
+                log.info("encoded as JPEG q%d at %dx%d to fit %d bytes", quality, *img.size, max_bytes)
+                return data, "jpg"
+        if min(img.size) * 3 // 4 < MIN_SIDE:
+            raise ImageSearchError(f"The results image cannot be made smaller than {max_bytes} bytes.")
+        img = img.resize((img.width * 3 // 4, img.height * 3 // 4), Image.Resampling.LANCZOS)
+
+
+def _save(img: Image.Image, fmt: str, **kwargs: object) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kwargs)
+    return buf.getvalue()
