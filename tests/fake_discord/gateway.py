@@ -150,6 +150,7 @@ class Gateway:
         missed = [e for e in session.events if e["s"] > after]
         for event in missed:
             await conn.send(event)
+        self.fake.replayed_events.extend(e["t"] for e in missed)
         self.fake.resumes += 1
         await self.dispatch("RESUMED", {})
         log.info("fake gateway: RESUMED session %s, replayed %d events", session.id, len(missed))

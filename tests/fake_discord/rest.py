@@ -12,8 +12,9 @@ import logging
 import math
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -427,7 +428,7 @@ class Rest:
     def _channel(self, m: re.Match[str]) -> tuple[int, Any]:
         channel_id = int(m["channel"])
         for guild in self.fake.guilds.values():
-            for name, cid in guild.channels.items():
+            for cid in guild.channels.values():
                 if cid == channel_id:
                     return channel_id, guild
         raise DiscordError(404, 10003, "Unknown Channel")

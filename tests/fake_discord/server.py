@@ -10,7 +10,7 @@ import logging
 import re
 import secrets
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 import discord.asset
@@ -31,6 +31,9 @@ from tests.fake_discord.models import (
     snowflake,
 )
 from tests.fake_discord.rest import API_PREFIX, Failure, Rest, serve_attachment
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,7 @@ class FakeDiscord:
         self.gateway_connections: list[tuple[str, dict[str, str]]] = []
         self.left_guilds: list[int] = []
         self.resumes = 0
+        self.replayed_events: list[str] = []      # names of events replayed on RESUME
         self.gateway = Gateway(self)
         self.rest = Rest(self)
         self._runner: web.AppRunner | None = None
@@ -74,7 +78,7 @@ class FakeDiscord:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    async def __aenter__(self) -> FakeDiscord:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -181,10 +185,15 @@ class FakeDiscord:
         self.rest.failures.append(Failure(method.upper(), re.compile(path_regex), status, times,
                                           retry_after, global_))
 
-    async def drop_gateway(self, resumable: bool = True, timeout: float = 10.0) -> None:
-        """Drop the websocket and return once the client is back (RESUMED, or a new READY)."""
+    async def drop_gateway(self, resumable: bool = True, timeout: float = 10.0, wait: bool = True) -> None:
+        """Drop the websocket and return once the client is back (RESUMED, or a new READY).
+
+        With wait=False it returns at once: events dispatched before the client is back are
+        kept and replayed on RESUME."""
         resumes, identifies = self.resumes, len(self.identifies)
         await self.gateway.drop(resumable=resumable)
+        if not wait:
+            return
         deadline = time.monotonic() + timeout
         while (self.resumes == resumes) if resumable else (len(self.identifies) == identifies):
             if time.monotonic() > deadline:
