@@ -57,6 +57,12 @@ async def whisper(interaction: discord.Interaction) -> None:
 
 
 @app_commands.command()
+async def card(interaction: discord.Interaction) -> None:
+    """Answer at once, privately, with a file (a multipart callback)."""
+    await interaction.response.send_message("card", file=discord.File(io.BytesIO(PNG), "card.png"), ephemeral=True)
+
+
+@app_commands.command()
 async def slow(interaction: discord.Interaction) -> None:
     """Answer after a pause longer than the test's callback deadline."""
     await asyncio.sleep(0.4)
@@ -75,7 +81,7 @@ class MiniBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         guild = discord.Object(self.guild_id)
-        for command in (echo, whisper, slow):
+        for command in (echo, whisper, card, slow):
             self.tree.add_command(command, guild=guild)
         await self.tree.sync(guild=guild)
 
@@ -154,7 +160,7 @@ async def test_heartbeats_are_acknowledged(world: World) -> None:
 async def test_guild_command_sync_is_recorded(world: World) -> None:
     """Commands synced to a guild show in fake.commands(guild_id) with their option types, not globally."""
     commands_ = {c["name"]: c for c in world.fake.commands(world.guild.id)}
-    assert set(commands_) == {"echo", "whisper", "slow"}
+    assert set(commands_) == {"echo", "whisper", "card", "slow"}
     assert {o["name"]: o["type"] for o in commands_["echo"]["options"]} == {"prompt": 3, "k": 4, "image": 11}
     assert world.fake.commands() == []
 
@@ -247,6 +253,26 @@ async def test_public_defer_keeps_ephemeral_followup_public(world: World) -> Non
     inter = await world.fake.slash_command("whisper", user=world.alice, guild=world.guild)
     message = await inter.wait_followup(timeout=5)
     assert message.content == "secret" and not message.ephemeral
+
+
+async def test_immediate_ephemeral_reply_with_file(world: World) -> None:
+    """A type-4 callback sent as multipart is parsed: content, file bytes and the ephemeral flag."""
+    inter = await world.fake.slash_command("card", user=world.alice, guild=world.guild)
+    response = await inter.wait_response(timeout=3)
+    message = await inter.wait_followup(timeout=3)
+    assert response.type == 4 and response.ephemeral
+    assert message.content == "card" and message.ephemeral
+    assert [(a.filename, a.data) for a in message.attachments] == [("card.png", PNG)]
+
+
+async def test_upload_over_the_interaction_limit_is_refused(world: World) -> None:
+    """Files larger than the interaction's attachment_size_limit get 413 (code 40005) and no message."""
+    world.fake.attachment_size_limit = len(PNG) - 1
+    inter = await world.fake.slash_command("echo", {"prompt": "big"}, user=world.alice, guild=world.guild,
+                                           attachments={"image": (PNG, "in.png", "image/png")})
+    await until(lambda: world.bot.errors, timeout=5)
+    assert isinstance(world.bot.errors[0], discord.HTTPException) and world.bot.errors[0].code == 40005
+    assert inter.messages == [] and inter.response is not None and inter.response.type == 5
 
 
 async def test_callback_after_deadline_is_unknown_interaction(world: World) -> None:
