@@ -31,6 +31,11 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: max(0, limit - 1)].rstrip() + "…"
 
 
+def no_breaks(text: str) -> str:
+    """Line breaks and control characters to spaces; other spacing kept (file names must stay exact)."""
+    return "".join(" " if not c.isprintable() else c for c in str(text))
+
+
 def one_line(text: str) -> str:
     """Collapse newlines and runs of spaces: metadata and prompts must not break the layout."""
     return " ".join(str(text).split())
@@ -55,7 +60,7 @@ def hit_line(hit: Any, limit: int = LINE_LIMIT) -> str:
     """`1. file_name — title (year)` cut to `limit`, metadata escaped."""
     year = f" ({hit.year})" if getattr(hit, "year", None) is not None else ""
     title = getattr(hit, "title", None)
-    name = clip(one_line(hit.file_name), max(20, limit // 2))
+    name = clip(no_breaks(hit.file_name), max(20, limit // 2))
     text = f"**{hit.rank}.** `{name.replace('`', 'ʹ')}`"
     if title:
         room = limit - len(text) - len(year) - 3
@@ -90,7 +95,7 @@ def select_option_text(hit: Any) -> tuple[str, str]:
     title = one_line(getattr(hit, "title", None) or hit.file_name)
     year = f" ({hit.year})" if getattr(hit, "year", None) is not None else ""
     label = clip(f"{hit.rank}. {clip(str(title), OPTION_TEXT_LIMIT - len(year) - 6)}{year}", OPTION_TEXT_LIMIT)
-    return label, clip(one_line(hit.file_name), OPTION_TEXT_LIMIT)
+    return label, clip(no_breaks(hit.file_name), OPTION_TEXT_LIMIT)
 
 
 def embed_size_ok(embed: discord.Embed) -> bool:

@@ -57,8 +57,8 @@ class ResultPager(discord.ui.View):
     """Pages through one query's results; only its owner may use it."""
 
     def __init__(self, bot: ImageBot, owner_id: int, query: Query, rendered: RenderedPage,
-                 *, timeout: float = VIEW_TIMEOUT) -> None:
-        super().__init__(timeout=timeout)
+                 *, timeout: float | None = None) -> None:
+        super().__init__(timeout=VIEW_TIMEOUT if timeout is None else timeout)
         self.bot = bot
         self.owner_id = owner_id
         self.query = query
