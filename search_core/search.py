@@ -136,7 +136,7 @@ class SearchService:
     def search(self, text: str | None = None, image: Image.Image | None = None, k: int = 9, offset: int = 0,
                year_from: int | None = None, year_to: int | None = None) -> SearchPage:
         """Search by prompt, image, or both."""
-        _check_page(k, offset)
+        check_page(k, offset, year_from, year_to)
         vector = self.encode_query(text=text, image=image)
         return self.search_vector(vector, k=k, offset=offset, year_from=year_from, year_to=year_to)
 
@@ -153,7 +153,7 @@ class SearchService:
     def search_vector(self, vector: np.ndarray, k: int = 9, offset: int = 0, year_from: int | None = None,
                       year_to: int | None = None, exclude_rows: Iterable[int] = ()) -> SearchPage:
         """The core search: filters applied inside FAISS, exact fallback when it comes back short."""
-        _check_page(k, offset)
+        check_page(k, offset, year_from, year_to)
         query = np.ascontiguousarray(np.asarray(vector, dtype=np.float32).reshape(1, -1))
         if query.shape[1] != self.collection.manifest.embedding_dim:
             raise QueryError(f"The query vector has {query.shape[1]} dimensions; the collection has "
@@ -285,7 +285,10 @@ def _is_exact(index: Any) -> bool:
     return isinstance(faiss.downcast_index(index), faiss.IndexFlat)
 
 
-def _check_page(k: int, offset: int) -> None:
+def check_page(k: int, offset: int = 0, year_from: int | None = None, year_to: int | None = None) -> None:
+    """QueryError unless 1 <= k <= MAX_K, 0 <= offset <= MAX_OFFSET and year_from <= year_to."""
+    if year_from is not None and year_to is not None and year_from > year_to:
+        raise QueryError(f"The first year ({year_from}) is after the last year ({year_to}).")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
         raise QueryError(f"The number of results must be between 1 and {MAX_K}.")
     if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)) or not 0 <= offset <= MAX_OFFSET:

@@ -1,0 +1,114 @@
+"""`imagesearch search` / `python -m search_core search`: table, JSON, contact sheet, clean errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from search_core.cli import main
+from search_core.sheet import sheet_size
+from tests.fixtures.images import SampleImage
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
+    code = main(["search", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_table_lists_k_hits(capsys: pytest.CaptureFixture, collection_dir: Path) -> None:
+    """A prompt prints a header, one line per hit ranked from 1, and a paging hint."""
+    code, out, err = run(capsys, collection_dir, "an engraving of a ship", "-k", "4")
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert lines[0].split()[:4] == ["rank", "score", "year", "file"]
+    assert [line.split()[0] for line in lines[1:5]] == ["1", "2", "3", "4"]
+    assert all(".jpg" in line for line in lines[1:5])
+    assert lines[5] == "(1-4 of 24; next page: --offset 4)"
+
+
+def test_image_query_finds_that_image_first(capsys: pytest.CaptureFixture, collection_dir: Path,
+                                            sample_images: tuple[Path, list[SampleImage]]) -> None:
+    """--image with a picture from the collection lists it as hit 1."""
+    sample = sample_images[1][3]
+    code, out, err = run(capsys, collection_dir, "--image", sample.path, "-k", "2", "--json")
+    assert code == 0, err
+    assert json.loads(out)["hits"][0]["file_name"] == sample.path.name
+
+
+def test_json_output(capsys: pytest.CaptureFixture, collection_dir: Path) -> None:
+    """--json prints the page with every hit's metadata, and the year filter holds."""
+    code, out, err = run(capsys, collection_dir, "poems", "-k", "3", "--offset", "2",
+                         "--year-from", "1870", "--year-to", "1870", "--json")
+    assert code == 0, err
+    page = json.loads(out)
+    assert (page["offset"], page["k"], page["total_eligible"], page["has_next"]) == (2, 3, 6, True)
+    assert [h["rank"] for h in page["hits"]] == [3, 4, 5]
+    assert {h["year"] for h in page["hits"]} == {1870}
+    assert set(page["hits"][0]) >= {"row", "score", "file_name", "title", "book_id", "page"}
+
+
+def test_sheet_is_saved(capsys: pytest.CaptureFixture, collection_dir: Path, tmp_path: Path) -> None:
+    """--sheet writes a PNG contact sheet sized for the hits."""
+    out_file = tmp_path / "sheet.png"
+    code, _, err = run(capsys, collection_dir, "birds", "-k", "5", "--sheet", out_file)
+    assert code == 0, err
+    with Image.open(out_file) as img:
+        assert img.format == "PNG" and img.size == sheet_size(5)
+
+
+def test_hidden_list_applies(capsys: pytest.CaptureFixture, collection_dir: Path, tmp_path: Path,
+                             sample_images: tuple[Path, list[SampleImage]]) -> None:
+    """A file named in --hidden never shows, even when searching with that very image."""
+    sample = sample_images[1][0]
+    hidden = tmp_path / "hidden.txt"
+    hidden.write_text(f"# takedowns\n\n{sample.path.name}\n", encoding="utf-8")
+    code, out, err = run(capsys, collection_dir, "--image", sample.path, "--hidden", hidden, "--json")
+    assert code == 0, err
+    names = [h["file_name"] for h in json.loads(out)["hits"]]
+    assert len(names) == 9 and sample.path.name not in names
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("{missing}", "a ship"), "does not exist"),
+    (("{coll}",), "PROMPT, an --image"),
+    (("{coll}", "   "), "empty"),
+    (("{coll}", "--image", "{text}"), "not an image"),
+    (("{coll}", "--image", "{missing}"), "Cannot read the image file"),
+    (("{coll}", "ship", "-k", "0"), "between 1 and"),
+    (("{coll}", "ship", "--year-from", "1900", "--year-to", "1800"), "after"),
+])
+def test_errors_are_one_line(capsys: pytest.CaptureFixture, collection_dir: Path, tmp_path: Path,
+                             args: tuple[str, ...], message: str) -> None:
+    """Bad input gives exit 1 and a single 'error: ...' line on stderr, no traceback, nothing on stdout."""
+    text = tmp_path / "notes.txt"
+    text.write_text("not a picture", encoding="utf-8")
+    values = {"missing": tmp_path / "nope", "coll": collection_dir, "text": text}
+    code, out, err = run(capsys, *(a.format(**values) for a in args))
+    assert code == 1
+    assert out == ""
+    assert err.startswith("error: ") and message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_registered_on_the_imagesearch_command(capsys: pytest.CaptureFixture, collection_dir: Path) -> None:
+    """`imagesearch search` (scripts/cli.py) reaches the same command."""
+    from scripts.cli import main as imagesearch
+
+    assert imagesearch(["search", str(collection_dir), "ship", "-k", "1", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["hits"]) == 1
+
+
+def test_python_m_search_core_missing_collection(tmp_path: Path) -> None:
+    """`python -m search_core search` runs as a module and fails cleanly on a missing collection."""
+    proc = subprocess.run([sys.executable, "-m", "search_core", "search", str(tmp_path / "nope"), "a ship"],
+                          check=False, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: No collection at") and "Traceback" not in proc.stderr
