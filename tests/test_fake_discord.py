@@ -38,6 +38,32 @@ class Pager(discord.ui.View):
         await interaction.response.edit_message(content="page 2")
 
 
+class Menu(discord.ui.View):
+    """A string select and a disabled button, as a finished pager would show."""
+
+    def __init__(self) -> None:
+        super().__init__(timeout=60)
+        self.chosen: list[list[str]] = []
+
+    @discord.ui.select(custom_id="test:menu:pick", options=[discord.SelectOption(label=v, value=v)
+                                                             for v in ("ship", "tree")])
+    async def pick(self, interaction: discord.Interaction, select: discord.ui.Select) -> None:
+        self.chosen.append(select.values)
+        await interaction.response.defer()
+
+    @discord.ui.button(label="Done", custom_id="test:menu:done", disabled=True)
+    async def done(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        await interaction.response.send_message("still pressed", ephemeral=True)
+
+
+@app_commands.command()
+async def menu(interaction: discord.Interaction) -> None:
+    """Answer with a select menu and a disabled button."""
+    view = Menu()
+    interaction.client.views.append(view)  # type: ignore[attr-defined]
+    await interaction.response.send_message("pick one", view=view)
+
+
 @app_commands.command()
 async def echo(interaction: discord.Interaction, prompt: str, k: int = 3,
                image: discord.Attachment | None = None) -> None:
@@ -73,7 +99,7 @@ class MiniBot(commands.Bot):
     def __init__(self, guild_id: int) -> None:
         super().__init__(command_prefix="!", intents=discord.Intents.default(), guild_ready_timeout=0.05)
         self.guild_id = guild_id
-        self.views: list[Pager] = []
+        self.views: list[discord.ui.View] = []
         self.errors: list[BaseException] = []
         self.joined: list[int] = []
         self.removed: list[int] = []
@@ -81,7 +107,7 @@ class MiniBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         guild = discord.Object(self.guild_id)
-        for command in (echo, whisper, card, slow):
+        for command in (echo, whisper, card, menu, slow):
             self.tree.add_command(command, guild=guild)
         await self.tree.sync(guild=guild)
 
@@ -160,7 +186,7 @@ async def test_heartbeats_are_acknowledged(world: World) -> None:
 async def test_guild_command_sync_is_recorded(world: World) -> None:
     """Commands synced to a guild show in fake.commands(guild_id) with their option types, not globally."""
     commands_ = {c["name"]: c for c in world.fake.commands(world.guild.id)}
-    assert set(commands_) == {"echo", "whisper", "card", "slow"}
+    assert set(commands_) == {"echo", "whisper", "card", "menu", "slow"}
     assert {o["name"]: o["type"] for o in commands_["echo"]["options"]} == {"prompt": 3, "k": 4, "image": 11}
     assert world.fake.commands() == []
 
@@ -187,6 +213,27 @@ async def test_button_press_reaches_the_view(world: World) -> None:
     assert response.type == 7
     assert world.bot.views[0].pressed_by == [world.alice.id]
     assert edited.id == message.id and edited.content == "page 2"
+
+
+async def test_select_choice_reaches_the_view(world: World) -> None:
+    """choose_option dispatches a string-select interaction whose values reach the View's callback."""
+    inter = await world.fake.slash_command("menu", user=world.alice, guild=world.guild)
+    message = await inter.wait_followup(timeout=3)
+    choice = await world.fake.choose_option(message, "test:menu:pick", "tree", user=world.alice)
+    response = await choice.wait_response(timeout=3)
+    assert response.type == 6
+    assert world.bot.views[0].chosen == [["tree"]]  # type: ignore[attr-defined]
+
+
+async def test_disabled_button_is_pressed_only_as_a_stale_press(world: World) -> None:
+    """A disabled button cannot be pressed, except explicitly as a stale client's press."""
+    inter = await world.fake.slash_command("menu", user=world.alice, guild=world.guild)
+    message = await inter.wait_followup(timeout=3)
+    with pytest.raises(ValueError, match="disabled"):
+        await world.fake.press_button(message, "test:menu:done", user=world.alice)
+    stale = await world.fake.press_button(message, "test:menu:done", user=world.alice, allow_disabled=True)
+    reply = await stale.wait_followup(timeout=3)
+    assert reply.content == "still pressed" and reply.ephemeral
 
 
 async def test_rate_limited_followup_is_retried(world: World) -> None:

@@ -22,6 +22,7 @@ _counter = itertools.count()
 CHANNEL_TEXT = 0
 COMPONENT_ACTION_ROW = 1
 COMPONENT_BUTTON = 2
+COMPONENT_STRING_SELECT = 3
 FLAG_EPHEMERAL = 1 << 6
 FLAG_LOADING = 1 << 7
 ALL_PERMISSIONS = str((1 << 50) - 1)
@@ -180,6 +181,11 @@ class FakeMessage:
     def buttons(self) -> list[dict[str, Any]]:
         return [c for row in self.components for c in row.get("components", [])
                 if c.get("type") == COMPONENT_BUTTON]
+
+    @property
+    def selects(self) -> list[dict[str, Any]]:
+        return [c for row in self.components for c in row.get("components", [])
+                if c.get("type") == COMPONENT_STRING_SELECT]
 
     @property
     def custom_ids(self) -> list[str]:

@@ -454,6 +454,7 @@ class Rest:
 async def serve_attachment(fake: FakeDiscord, request: web.Request) -> web.StreamResponse:
     """The CDN: attachment bytes by id, for user uploads (resolved attachments) and bot uploads."""
     attachment = fake.attachments.get(int(request.match_info["id"]))
+    fake.cdn_requests.append(request.path)
     if attachment is None or attachment.filename != request.match_info["filename"]:
         log.error("fake discord: unknown CDN file %s", request.path)
         return web.Response(status=404, text="404: Not Found")

@@ -22,6 +22,8 @@ from aiohttp import web
 from tests.fake_discord.gateway import Gateway
 from tests.fake_discord.models import (
     ALL_PERMISSIONS,
+    COMPONENT_BUTTON,
+    COMPONENT_STRING_SELECT,
     FakeAttachment,
     FakeGuild,
     FakeInteraction,
@@ -68,6 +70,7 @@ class FakeDiscord:
         self.presence_updates: list[Any] = []
         self.gateway_connections: list[tuple[str, dict[str, str]]] = []
         self.left_guilds: list[int] = []
+        self.cdn_requests: list[str] = []           # paths of CDN downloads, e.g. attachment reads
         self.resumes = 0
         self.replayed_events: list[str] = []      # names of events replayed on RESUME
         self.gateway = Gateway(self)
@@ -271,20 +274,52 @@ class FakeDiscord:
         return await self._dispatch_interaction(2, data, user, guild, channel_id, roles, locale)
 
     async def press_button(self, message: FakeMessage, custom_id: str, *, user: FakeUser,
-                           roles: list[str] | tuple[str, ...] = (), locale: str = "en-US") -> FakeInteraction:
-        """Dispatch INTERACTION_CREATE (message component) for a button on `message`."""
+                           roles: list[str] | tuple[str, ...] = (), locale: str = "en-US",
+                           allow_disabled: bool = False) -> FakeInteraction:
+        """Dispatch INTERACTION_CREATE (message component) for a button on `message`.
+
+        `allow_disabled=True` models a client still showing an older copy of the message, where
+        the button was not yet disabled (a stale press the bot must handle)."""
+        live, button = self._component(message, custom_id, allow_disabled)
+        if button.get("type") != COMPONENT_BUTTON:
+            raise ValueError(f"component {custom_id!r} is not a button (type {button.get('type')})")
+        guild = self.guilds.get(live.guild_id) if live.guild_id else None
+        data = {"custom_id": custom_id, "component_type": COMPONENT_BUTTON}
+        return await self._dispatch_interaction(3, data, user, guild, live.channel_id, roles, locale,
+                                                message=live)
+
+    async def choose_option(self, message: FakeMessage, custom_id: str, values: str | list[str], *,
+                            user: FakeUser, roles: list[str] | tuple[str, ...] = (), locale: str = "en-US",
+                            allow_disabled: bool = False) -> FakeInteraction:
+        """Dispatch INTERACTION_CREATE (message component) choosing `values` in a string select."""
+        live, select = self._component(message, custom_id, allow_disabled)
+        if select.get("type") != COMPONENT_STRING_SELECT:
+            raise ValueError(f"component {custom_id!r} is not a string select (type {select.get('type')})")
+        chosen = [values] if isinstance(values, str) else list(values)
+        offered = [o["value"] for o in select.get("options", [])]
+        if any(v not in offered for v in chosen):
+            raise ValueError(f"select {custom_id!r} offers {offered}, not {chosen}")
+        if not select.get("min_values", 1) <= len(chosen) <= select.get("max_values", 1):
+            raise ValueError(f"select {custom_id!r} takes {select.get('min_values', 1)}-"
+                             f"{select.get('max_values', 1)} values, not {len(chosen)}")
+        guild = self.guilds.get(live.guild_id) if live.guild_id else None
+        data = {"custom_id": custom_id, "component_type": COMPONENT_STRING_SELECT, "values": chosen}
+        return await self._dispatch_interaction(3, data, user, guild, live.channel_id, roles, locale,
+                                                message=live)
+
+    def _component(self, message: FakeMessage, custom_id: str,
+                   allow_disabled: bool) -> tuple[FakeMessage, dict[str, Any]]:
         live = self._live_message(message)
         if live.deleted:
             raise ValueError(f"message {live.id} was deleted")
-        button = next((b for b in live.buttons if b.get("custom_id") == custom_id), None)
-        if button is None:
-            raise ValueError(f"message {live.id} has no button {custom_id!r}; it has {live.custom_ids}")
-        if button.get("disabled"):
-            raise ValueError(f"button {custom_id!r} is disabled")
-        guild = self.guilds.get(live.guild_id) if live.guild_id else None
-        data = {"custom_id": custom_id, "component_type": 2}
-        return await self._dispatch_interaction(3, data, user, guild, live.channel_id, roles, locale,
-                                                message=live)
+        found = next((c for row in live.components for c in row.get("components", [])
+                      if c.get("custom_id") == custom_id), None)
+        if found is None:
+            ids = [c.get("custom_id") for row in live.components for c in row.get("components", [])]
+            raise ValueError(f"message {live.id} has no component {custom_id!r}; it has {ids}")
+        if found.get("disabled") and not allow_disabled:
+            raise ValueError(f"component {custom_id!r} is disabled")
+        return live, found
 
     def _live_message(self, message: FakeMessage) -> FakeMessage:
         """The current state of a message (tests hold snapshots)."""
