@@ -78,17 +78,17 @@ def build_collection(source: str, out: Path, *, model: str = DEFAULT_MODEL, batc
     meta = dataset_metadata(src.dataset, src.image_column)
     order = year_order(meta)
 
-    device = resolve_device(device)
-    kind = "cuda" if device.startswith("cuda") else "cpu"
-    precision = ("fp16" if kind == "cuda" else "fp32") if precision == "auto" else precision
-    batch_size = batch_size or BATCH_SIZE[kind]
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise BuildError("--batch-size must be at least 1.")
+    # Encoder.load resolves 'auto' (fp16 on CUDA, the fastest checked path on a CPU); the
+    # manifest records what it chose.
+    encoder = _load_encoder(model, resolve_device(device), precision)
+    device, precision = encoder.device, encoder.precision
+    batch_size = batch_size or BATCH_SIZE["cuda" if device.startswith("cuda") else "cpu"]
     shard_size = shard_size or batch_size * SHARD_BATCHES
 
     key = _resume_key(src, model=model, precision=precision, batch_size=batch_size, shard_size=shard_size)
     work = out.parent / f".{out.name}.build-{key[:16]}"
-    encoder = _load_encoder(model, device, precision)
 
     embed_started = time.perf_counter()
     embedded, resumed = _embed_shards(encoder, src, order, work, key=key, batch_size=batch_size,
@@ -155,14 +155,10 @@ def _load_encoder(model: str, device: str, precision: str) -> Encoder:
     except BuildError as exc:
         # Hub errors run to several lines of advice; the user needs the first one.
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unknown error"
+        if not first.startswith("Could not load model"):
+            raise   # a bad precision/device choice: already one clear sentence
         raise BuildError(f"{first.rstrip('.')} (not a local model folder, and not available from the Hub "
                          "or its cache).") from exc
-    if device.startswith("cuda") and precision == "fp16":
-        # Encoder.load may not apply precision itself yet; fp16 weights are what CUDA wants.
-        import torch
-
-        if next(encoder.model.parameters()).dtype == torch.float32:
-            encoder.model.half()
     return encoder
 
 

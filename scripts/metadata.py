@@ -47,6 +47,15 @@ def file_name_of(path: str | None) -> str | None:
     return name or None
 
 
+def folder_of(path: str | None) -> str | None:
+    """The name of the folder holding a file (local path or archive member), e.g. '1850'."""
+    if not path:
+        return None
+    inner = path.split("::", 1)[0].split("://", 1)[-1]
+    parent = PurePosixPath(inner.replace("\\", "/")).parent.name
+    return parent or None
+
+
 def parse_year(value: object) -> int | None:
     """A year from an int or a string like '1850' (an imagefolder class name); None otherwise."""
     if isinstance(value, bool):
@@ -103,7 +112,9 @@ def dataset_metadata(dataset: Any, image_column: str) -> list[ImageMetadata]:
             fallback_names = table[col].to_pylist()
             break
 
-    folder_years: list[object] = [None] * len(paths)
+    # The year folder: imagefolder's ClassLabel when it made one, else the path's parent folder
+    # (imagefolder makes no label for a single folder, nor for archives when labels are dropped).
+    folder_years: list[object] = [folder_of(p) for p in paths]
     label = dataset.features.get("label")
     if isinstance(label, datasets.ClassLabel):
         folder_years = [None if v is None or v < 0 else label.int2str(v) for v in table["label"].to_pylist()]

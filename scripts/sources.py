@@ -46,7 +46,7 @@ def open_source(source: str) -> Source:
         raise BuildError("No source given: pass an image folder, a saved dataset, a Hub id or a zip URL.")
     path = Path(source).expanduser()
     if source.startswith(("http://", "https://")):
-        dataset = _load_remote(lambda: datasets.load_dataset("imagefolder", data_files=source), source)
+        dataset = _load_remote(lambda: _load_archive(source), source)
     elif path.is_dir():
         dataset = _open_folder(path)
     elif path.exists():
@@ -77,8 +77,15 @@ def _open_folder(path: Path) -> datasets.Dataset | datasets.DatasetDict:
             return datasets.load_from_disk(str(path))
         except Exception as exc:  # noqa: BLE001 - a corrupt save is one message to the user
             raise BuildError(f"Could not open the saved dataset at {path}: {exc}") from exc
-    if not any(p.is_file() for p in path.rglob("*")):
+    files = [p for p in path.rglob("*") if p.is_file()]
+    if not files:
         raise BuildError(f"Source folder {path} is empty.")
+    # imagefolder's own list of extensions: what it would pick up.
+    from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
+
+    extensions = {e.lower() for e in ImageFolder.EXTENSIONS}
+    if not any(p.suffix.lower() in extensions for p in files):
+        raise BuildError(f"Source folder {path} has no image files ({len(files)} other files).")
     try:
         return datasets.load_dataset("imagefolder", data_dir=str(path))
     except datasets.data_files.EmptyDatasetError as exc:
@@ -94,6 +101,32 @@ def _load_remote(load, source: str) -> datasets.Dataset | datasets.DatasetDict:
         raise BuildError(f"Source {source} has no image files.") from exc
     except Exception as exc:  # noqa: BLE001 - network, auth, unknown id: one message
         raise BuildError(f"Could not load dataset {source!r}: {type(exc).__name__}: {exc}") from exc
+
+
+def _load_archive(url: str) -> datasets.DatasetDict:
+    """imagefolder over an archive URL, as the seed does.
+
+    datasets 5.2 names an archive member's class label after the folder holding the *archive*
+    (folder_based_builder uses ``original_file``), so an archive with year folders fails with
+    "Invalid string class label". Then load without labels: the year folder is still in each
+    member's path (``zip://1850/x.jpg::...``), where scripts.metadata finds it.
+    """
+    try:
+        return datasets.load_dataset("imagefolder", data_files=url)
+    except Exception as exc:  # noqa: BLE001 - only the known label bug is retried
+        if not _caused_by(exc, "Invalid string class label"):
+            raise
+        log.info("imagefolder label bug on an archive; loading %s without labels", url)
+        return datasets.load_dataset("imagefolder", data_files=url, drop_labels=True)
+
+
+def _caused_by(exc: BaseException | None, text: str) -> bool:
+    seen = 0
+    while exc is not None and seen < 10:
+        if text in str(exc):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 def _single_split(dataset: datasets.Dataset | datasets.DatasetDict, source: str) -> datasets.Dataset:

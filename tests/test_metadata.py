@@ -5,7 +5,8 @@ from __future__ import annotations
 import datasets
 import pytest
 
-from scripts.metadata import ImageMetadata, dataset_metadata, file_name_of, parse_file_name, year_order
+from scripts.metadata import (ImageMetadata, dataset_metadata, file_name_of, folder_of, parse_file_name,
+                              year_order)
 
 
 def test_bl_name_gives_every_field():
@@ -78,3 +79,21 @@ def test_dataset_metadata_uses_labels_name_columns_and_curated_columns():
     assert [r.file_name for r in rows] == ["000000001_0_000001_1_[A]_1850.jpg", "from_column.jpg", "plain.jpg"]
     assert [r.year for r in rows] == [1850, 1850, 1870]
     assert [r.title for r in rows] == ["A", "Curated title", None]
+
+
+@pytest.mark.parametrize("path, folder", [
+    ("/data/1850/a.jpg", "1850"),
+    ("zip://sample/1870/x.jpg::/cache/downloads/abc123", "1870"),
+    ("zip://x.jpg::/cache/a.zip", None),
+    (None, None),
+])
+def test_folder_of_local_and_archive_paths(path, folder):
+    """The year folder is read from the member path inside an archive, not the archive's folder."""
+    assert folder_of(path) == folder
+
+
+def test_single_year_folder_without_label_still_gives_year():
+    """imagefolder makes no label for a single folder: the path's folder still gives the year."""
+    ds = datasets.Dataset.from_dict({"image": [{"bytes": None, "path": "/x/1890/scan.jpg"}]},
+                                    features=datasets.Features({"image": datasets.Image(decode=False)}))
+    assert dataset_metadata(ds, "image")[0].year == 1890
