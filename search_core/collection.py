@@ -94,7 +94,8 @@ class Collection:
 
     # --- rows -------------------------------------------------------------------------------
 
-    def _check_row(self, row: int) -> int:
+    def check_row(self, row: int) -> int:
+        """The row as an int; QueryError when it is not in the collection."""
         row = int(row)
         if not 0 <= row < self.rows:
             raise QueryError(f"There is no image number {row} in this collection (it has {self.rows}).")
@@ -104,7 +105,7 @@ class Collection:
         """The stored image of a row, as RGB (transparency composited on white)."""
         from search_core.images import to_rgb
 
-        row = self._check_row(row)
+        row = self.check_row(row)
         try:
             img = self.dataset[row]["image"]
             if not isinstance(img, Image.Image):   # a column stored without the Image() feature
@@ -115,7 +116,7 @@ class Collection:
 
     def metadata(self, row: int) -> dict[str, Any]:
         """Every column of a row except the image, without decoding the image."""
-        return self.metadata_rows([self._check_row(row)])[0]
+        return self.metadata_rows([self.check_row(row)])[0]
 
     def metadata_rows(self, rows: Iterable[int]) -> list[dict[str, Any]]:
         """Metadata of several rows in one Arrow ``take`` (cheaper than one lookup per row)."""

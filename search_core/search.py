@@ -20,6 +20,7 @@ from PIL import Image
 
 from search_core.collection import Collection
 from search_core.errors import ModelMismatchError, QueryError
+from search_core.images import to_rgb
 from search_core.layout import MODEL_PROBE_MIN_COSINE, MODEL_PROBE_TEXT
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ class SearchService:
         if text is not None:
             parts.append(self.encoder.encode_text([text])[0])
         if image is not None:
-            parts.append(self.encoder.encode_images([image])[0])
+            parts.append(self.encoder.encode_images([to_rgb(image)])[0])
         return _unit(np.sum(parts, axis=0), "The prompt and the image cancel each other out; try one alone.")
 
     def search(self, text: str | None = None, image: Image.Image | None = None, k: int = 9, offset: int = 0,
@@ -143,7 +144,7 @@ class SearchService:
     def more_like_this(self, row: int, k: int = 9, offset: int = 0, year_from: int | None = None,
                        year_to: int | None = None) -> SearchPage:
         """Images like a row of the collection, by its stored embedding; the row itself is left out."""
-        row = self.collection._check_row(row)
+        row = self.collection.check_row(row)
         if self._is_hidden(row):
             raise QueryError("That image is not available.")
         vector = _unit(np.asarray(self.collection.embeddings[row], dtype=np.float32), "That image has no embedding.")
@@ -215,8 +216,11 @@ class SearchService:
                 log.warning("filtered FAISS search failed (%s); searching exactly", str(exc).splitlines()[0])
                 return np.empty(0, np.float32), np.empty(0, np.int64)
         del keep
-        valid = rows[0] >= 0
-        return scores[0][valid], rows[0][valid].astype(np.int64)
+        rows, scores = rows[0].astype(np.int64), scores[0]
+        # Belt and braces: whatever the index type does with a selector, nothing outside the
+        # filter leaves here (a dropped row only sends the query to the exact fallback).
+        valid = (rows >= start) & (rows < stop) & ~np.isin(rows, blocked)
+        return scores[valid], rows[valid]
 
     def _search_params(self, selector: Any) -> Any:
         """FAISS search parameters of the index's type, carrying the manifest's nprobe / efSearch."""

@@ -78,6 +78,13 @@ def test_unfiltered_flat_search_is_exact(flat: Collection, vectors: np.ndarray) 
     assert all(a.score >= b.score for a, b in zip(page.hits, page.hits[1:]))
 
 
+def test_unfiltered_search_on_every_index_type(synthetic: Collection, vectors: np.ndarray) -> None:
+    """With no filter each index type (manifest nprobe/efSearch applied) returns k hits, the query's row first."""
+    page = service(synthetic).search_vector(vectors[2222], k=9)
+    assert len(page.hits) == 9 and page.hits[0].row == 2222
+    assert page.total_eligible == N and page.has_next
+
+
 def test_hit_carries_metadata(flat: Collection, vectors: np.ndarray) -> None:
     """A hit names its file, year and title from the dataset row."""
     hit = service(flat).search_vector(vectors[55], k=1).hits[0]
