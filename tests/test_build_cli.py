@@ -1,0 +1,57 @@
+"""`imagesearch build` on the command line: one error line and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scripts.build_cli import main
+from search_core import layout
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "scripts.build_cli", *args], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=120)
+
+
+def test_missing_path_in_a_real_process(tmp_path: Path):
+    """A missing SOURCE: exit 1, exactly one stderr line starting 'error:', no traceback."""
+    result = run_cli(str(tmp_path / "nope"), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"error: Source folder {tmp_path / 'nope'} does not exist."]
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("case", ["empty folder", "unknown model"])
+def test_cli_errors_are_one_line(tmp_path: Path, sample_images, capsys, case):
+    """Empty folder and unknown model: exit 1 and one 'error:' line on stderr, no traceback."""
+    if case == "empty folder":
+        (tmp_path / "empty").mkdir()
+        argv = [str(tmp_path / "empty"), "--out", str(tmp_path / "out")]
+    else:
+        argv = [str(sample_images[0]), "--out", str(tmp_path / "out"), "--model", "no-such/clip-model"]
+    assert main(argv + ["--no-progress"]) == 1
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_success_prints_path_to_stdout_and_summary(tmp_path: Path, sample_images, tiny_clip, capsys):
+    """A build prints the collection path alone on stdout; rows, time, speed, index on stderr."""
+    out = tmp_path / "coll"
+    code = main([str(sample_images[0]), "--out", str(out), "--model", str(tiny_clip), "--device", "cpu",
+                 "--index", "ivf-sq8", "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert captured.out.strip() == str(out.absolute())
+    assert "Built 24 images" in captured.err and "images/s" in captured.err
+    assert "measured recall@10" in captured.err and "Skipped 0 files" in captured.err
+    assert layout.Manifest.read(out).index.recall_at_10 is not None
