@@ -56,7 +56,7 @@ class ImageBot(commands.Bot):
         for name in EXTENSIONS:
             try:
                 await self.load_extension(name)
-            except Exception:  # noqa: BLE001 - one broken cog must not take the others down
+            except Exception:
                 log.exception("Failed to load extension %s", name)
         if self.settings.dev_guild_id is not None:
             guild = discord.Object(id=self.settings.dev_guild_id)

@@ -64,7 +64,7 @@ class Settings:
         p = _Parser(env)
         token = p.token("DISCORD_TOKEN")
         collection = p.collection("IMAGESEARCH_COLLECTION")
-        settings = dict(
+        settings = dict(  # noqa: C408 - keyword form reads like the Settings fields
             discord_token=token,
             collection_dir=collection,
             allowed_guilds=p.ids("IMAGESEARCH_ALLOWED_GUILDS") or frozenset(),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import discord
 import numpy as np
@@ -26,8 +26,15 @@ from bot import render
 from bot.cogs.guard import allowed_place
 from bot.errors import Refusal, send_private
 from bot.results import Query, combine, render_page
-from bot.views import (CUSTOM_ID_PREFIX, EXPIRED, LIVE_PAGERS, defer_privately, rate_limit_message, send_results,
-                       upload_limit)
+from bot.views import (
+    CUSTOM_ID_PREFIX,
+    EXPIRED,
+    LIVE_PAGERS,
+    defer_privately,
+    rate_limit_message,
+    send_results,
+    upload_limit,
+)
 from search_core.errors import QueryError
 from search_core.images import ACCEPTED_FORMATS, MAX_QUERY_BYTES, load_query_image
 from search_core.search import check_prompt
@@ -83,11 +90,11 @@ class Search(commands.Cog):
     async def imagesearch(
         self,
         interaction: discord.Interaction,
-        prompt: Optional[str] = None,
-        image: Optional[discord.Attachment] = None,
+        prompt: str | None = None,
+        image: discord.Attachment | None = None,
         k: app_commands.Range[int, 1, 25] = 9,
-        year_from: Optional[app_commands.Range[int, 1000, 2100]] = None,
-        year_to: Optional[app_commands.Range[int, 1000, 2100]] = None,
+        year_from: app_commands.Range[int, 1000, 2100] | None = None,
+        year_to: app_commands.Range[int, 1000, 2100] | None = None,
     ) -> None:
         """Search the illustrated books collection by a description, an image, or both."""
         bot = self.bot
