@@ -72,10 +72,16 @@ class Collection:
     index: Any                 # faiss.Index, ids are row numbers
     _years: np.ndarray | None = field(default=None, repr=False)
     _known_years: int = field(default=0, repr=False)
+    _metadata_view: Any = field(default=None, repr=False)
 
     @property
     def rows(self) -> int:
         return self.manifest.rows
+
+    @property
+    def years(self) -> np.ndarray | None:
+        """Known years of rows 0..n-1, ascending (rows of unknown year follow them); None without a year column."""
+        return self._years
 
     @classmethod
     def open(cls, path: str | Path) -> Collection:
@@ -121,12 +127,15 @@ class Collection:
     def metadata_rows(self, rows: Iterable[int]) -> list[dict[str, Any]]:
         """Metadata of several rows in one Arrow ``take`` (cheaper than one lookup per row)."""
         rows = [int(r) for r in rows]
-        table = self.dataset.data.table if hasattr(self.dataset.data, "table") else self.dataset.data
-        columns = [c for c in table.column_names if c != "image"]
         if not rows:
             return []
-        taken = table.select(columns).take(rows).to_pylist()
-        return taken
+        if self._metadata_view is None:
+            # datasets' own row lookup binary-searches the Arrow chunk offsets: 0.07 ms for 9 rows
+            # of 200k, where pyarrow Table.take over the same 2,000 chunks took 8 ms.
+            self._metadata_view = self.dataset.select_columns(
+                [c for c in self.dataset.column_names if c != "image"])
+        columns = self._metadata_view[rows]
+        return [dict(zip(columns, values)) for values in zip(*columns.values())]
 
     def rows_for_file_names(self, names: Iterable[str]) -> list[int]:
         """Rows whose file name is in names, ascending; names not in the collection are ignored."""
