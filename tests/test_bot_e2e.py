@@ -276,7 +276,7 @@ async def test_text_query_defers_then_posts_contact_sheet(env: Env, sample_files
     msg = await results(inter)
     img = sheet(msg)
     assert img.width > 0 and img.height > 0
-    assert msg.embeds[0]["image"]["url"].startswith("attachment://") or msg.embeds[0]["image"].get("url")
+    assert msg.embeds[0]["image"]["url"] == f"attachment://{msg.attachments[0].filename}"
     lines = hit_lines(msg)
     assert len(lines) == 4
     names = {p.name for p in sample_files}

@@ -137,3 +137,29 @@ def test_main_reports_an_unopenable_collection_in_one_line(capsys: pytest.Captur
     lines = [line for line in err.splitlines() if line.startswith("imagesearch bot:")]
     assert len(lines) == 1 and "IMAGESEARCH_COLLECTION" in lines[0]
     assert "Traceback" not in err + out and TOKEN not in err + out
+
+
+def test_hidden_list_skips_blank_lines_and_comments(tmp_path: Path, fake_collection: Path) -> None:
+    """The takedown list is one file name per line; blank lines and # comments are not names."""
+    from bot.__main__ import load_hidden
+
+    hidden = tmp_path / "hidden.txt"
+    hidden.write_text("# withdrawn 2024-05\n\n000499442_0_000579_1_[Poems]_1850.jpg\n  b.jpg  \n", encoding="utf-8")
+    settings = Settings.from_env({"DISCORD_TOKEN": TOKEN, "IMAGESEARCH_COLLECTION": str(fake_collection),
+                                  "IMAGESEARCH_HIDDEN": str(hidden)})
+    assert load_hidden(settings) == ["000499442_0_000579_1_[Poems]_1850.jpg", "b.jpg"]
+
+
+def test_open_service_applies_the_hidden_list(tmp_path: Path, collection_dir: Path, sample_images) -> None:
+    """IMAGESEARCH_HIDDEN reaches the search service: a listed image never comes back, even searched for itself."""
+    from bot.__main__ import open_service
+    from search_core.images import load_query_image
+
+    target = sample_images[1][3].path
+    hidden = tmp_path / "hidden.txt"
+    hidden.write_text(target.name + "\n", encoding="utf-8")
+    settings = Settings.from_env({"DISCORD_TOKEN": TOKEN, "IMAGESEARCH_COLLECTION": str(collection_dir),
+                                  "IMAGESEARCH_HIDDEN": str(hidden), "IMAGESEARCH_DEVICE": "cpu"})
+    service = open_service(settings)
+    page = service.search(image=load_query_image(target.read_bytes()), k=24)
+    assert page.hits and target.name not in {hit.file_name for hit in page.hits}
