@@ -260,8 +260,7 @@ def _write_collection(tmp: Path, src: Source, meta: list[ImageMetadata], rows: l
     np.save(tmp / layout.EMBEDDINGS, vectors)
     faiss.write_index(faiss_index, str(tmp / layout.INDEX))
     with open(tmp / layout.SKIPPED, "w", encoding="utf-8") as f:
-        for name, reason in skipped:
-            f.write(json.dumps({"file": name, "reason": reason}) + "\n")
+        f.writelines(json.dumps({"file": name, "reason": reason}) + "\n" for name, reason in skipped)
     probe = encoder.encode_text([layout.MODEL_PROBE_TEXT])[0]
     manifest = Manifest(
         format_version=layout.FORMAT_VERSION, model=model, embedding_dim=int(vectors.shape[1]),

@@ -40,6 +40,6 @@ def push_collection(collection: Path, repo: str) -> None:
     log.info("pushing %d rows to the Hub dataset %s", len(dataset), repo)
     try:
         dataset.push_to_hub(repo, private=True)
-    except Exception as exc:  # noqa: BLE001 - auth, network, repo name: one message
+    except Exception as exc:
         raise BuildError(f"The collection was built at {collection}, but pushing it to {repo} failed: "
                          f"{type(exc).__name__}: {exc}") from exc

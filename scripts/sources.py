@@ -75,7 +75,7 @@ def _open_folder(path: Path) -> datasets.Dataset | datasets.DatasetDict:
     if (path / _SAVED_DATASET_DICT).is_file() or all((path / f).is_file() for f in _SAVED_DATASET):
         try:
             return datasets.load_from_disk(str(path))
-        except Exception as exc:  # noqa: BLE001 - a corrupt save is one message to the user
+        except Exception as exc:
             raise BuildError(f"Could not open the saved dataset at {path}: {exc}") from exc
     files = [p for p in path.rglob("*") if p.is_file()]
     if not files:
@@ -90,7 +90,7 @@ def _open_folder(path: Path) -> datasets.Dataset | datasets.DatasetDict:
         return datasets.load_dataset("imagefolder", data_dir=str(path))
     except datasets.data_files.EmptyDatasetError as exc:
         raise BuildError(f"Source folder {path} has no image files.") from exc
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise BuildError(f"Could not read the image folder {path}: {exc}") from exc
 
 
@@ -99,7 +99,7 @@ def _load_remote(load, source: str) -> datasets.Dataset | datasets.DatasetDict:
         return load()
     except datasets.data_files.EmptyDatasetError as exc:
         raise BuildError(f"Source {source} has no image files.") from exc
-    except Exception as exc:  # noqa: BLE001 - network, auth, unknown id: one message
+    except Exception as exc:
         raise BuildError(f"Could not load dataset {source!r}: {type(exc).__name__}: {exc}") from exc
 
 
@@ -113,7 +113,7 @@ def _load_archive(url: str) -> datasets.DatasetDict:
     """
     try:
         return datasets.load_dataset("imagefolder", data_files=url)
-    except Exception as exc:  # noqa: BLE001 - only the known label bug is retried
+    except Exception as exc:
         if not _caused_by(exc, "Invalid string class label"):
             raise
         log.info("imagefolder label bug on an archive; loading %s without labels", url)

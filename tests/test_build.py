@@ -15,7 +15,6 @@ import datasets
 import faiss
 import numpy as np
 import pytest
-from PIL import Image
 
 from scripts.build import build_collection
 from search_core import layout

@@ -5,8 +5,14 @@ from __future__ import annotations
 import datasets
 import pytest
 
-from scripts.metadata import (ImageMetadata, dataset_metadata, file_name_of, folder_of, parse_file_name,
-                              year_order)
+from scripts.metadata import (
+    ImageMetadata,
+    dataset_metadata,
+    file_name_of,
+    folder_of,
+    parse_file_name,
+    year_order,
+)
 
 
 def test_bl_name_gives_every_field():
