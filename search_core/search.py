@@ -159,6 +159,8 @@ class SearchService:
         if query.shape[1] != self.collection.manifest.embedding_dim:
             raise QueryError(f"The query vector has {query.shape[1]} dimensions; the collection has "
                              f"{self.collection.manifest.embedding_dim}.")
+        if not np.isfinite(query).all():
+            raise QueryError("The query vector holds NaN or infinite values.")
         start, stop = self.collection.year_row_range(year_from, year_to)
         blocked = self._blocked_rows(start, stop, exclude_rows)
         total = (stop - start) - blocked.size

@@ -176,6 +176,13 @@ def test_bad_page_arguments(flat: Collection, kwargs: dict, message: str) -> Non
         service(flat).search_vector(unit_vectors(1, DIM)[0], **kwargs)
 
 
+@pytest.mark.parametrize("vector", [np.full(DIM, np.nan, np.float32), np.ones(DIM + 1, np.float32)])
+def test_malformed_query_vector_refused(flat: Collection, vector: np.ndarray) -> None:
+    """A vector of the wrong size or with NaNs is a QueryError, not a silent garbage ranking."""
+    with pytest.raises(QueryError, match="query vector"):
+        service(flat).search_vector(vector)
+
+
 @pytest.mark.parametrize("text", ["", "   \n\t"])
 def test_blank_prompt_refused(flat: Collection, text: str) -> None:
     """An empty or whitespace-only prompt is refused before any search."""
