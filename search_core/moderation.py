@@ -116,6 +116,10 @@ class ModerationPolicy:
             vecs = np.atleast_2d(np.asarray(concept_vectors, dtype=np.float32))
             norms = np.linalg.norm(vecs, axis=1, keepdims=True)
             self._concepts = vecs / np.maximum(norms, 1e-12)
+        for name, value in (("text", text_threshold), ("image", image_threshold)):
+            if not -1.0 <= float(value) <= 1.0:
+                raise ModerationConfigError(f"The {name} concept threshold is a cosine: between -1 and 1, "
+                                            f"not {value}.")
         self.text_threshold = float(text_threshold)
         self.image_threshold = float(image_threshold)
 

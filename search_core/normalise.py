@@ -69,6 +69,11 @@ _SPACED_OUT = re.compile(rf"(?<!{_UNIT}){_UNIT}(?:{_SEP}+{_UNIT}(?!{_UNIT}))+")
 # Punctuation (not spaces) inside a word: "ki.ll", "ki-ll".
 _INWORD_PUNCT = re.compile(rf"(?<={_WORD})(?:(?!\s){_SEP})+(?={_WORD})")
 _SEP_RUN = re.compile(rf"{_SEP}+")
+# Stretched letters ("kiiiill") are shortened to two before matching, and each letter of an entry
+# accepts one or two of its characters. Bounded repeats keep matching linear in the prompt's
+# length: with open-ended ones, a long run of characters that several letters accept ("1111...",
+# both i and l) made the regular expression backtrack for minutes.
+_STRETCHED = re.compile(r"(.)\1{2,}")
 # A numeric word (a year, a count, a decade, an ordinal) is never leetspeak.
 _NUMERIC_GUARD = rf"(?!\d+(?:s|st|nd|rd|th)?(?!{_WORD}))"
 
@@ -126,15 +131,16 @@ def readings(prompt: str) -> tuple[str, ...]:
     Each reading is searched separately: closing up "kill-switch" would otherwise hide "kill".
     """
     text = canonical(prompt)
-    joined = _SPACED_OUT.sub(lambda m: _SEP_RUN.sub("", m.group()), text)
-    closed = _INWORD_PUNCT.sub("", joined)
+    joined = _STRETCHED.sub(r"\1\1", _SPACED_OUT.sub(lambda m: _SEP_RUN.sub("", m.group()), text))
+    closed = _STRETCHED.sub(r"\1\1", _INWORD_PUNCT.sub("", joined))
     return tuple(dict.fromkeys((joined, closed)))
 
 
 def _letter_pattern(ch: str, count: int) -> str:
+    """A run of one letter in an entry: a single letter may be doubled, a double stays double."""
     chars = LEET.get(ch, ch)
     cls = f"[{re.escape(chars)}]" if len(chars) > 1 else re.escape(chars)
-    return f"{cls}{{{count},}}" if count > 1 else f"{cls}+"
+    return f"{cls}{{1,2}}" if count == 1 else f"{cls}{{2}}"
 
 
 def term_pattern(term: str) -> str | None:
@@ -142,7 +148,7 @@ def term_pattern(term: str) -> str | None:
 
     The entry's start must also be a word start: TermMatcher adds that once for all entries.
     """
-    words = [w for w in _SEP_RUN.split(canonical(term)) if w]
+    words = [w for w in _SEP_RUN.split(_STRETCHED.sub(r"\1\1", canonical(term))) if w]
     if not words:
         return None
     parts = []

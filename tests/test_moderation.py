@@ -274,3 +274,22 @@ def test_vector_from_another_model_is_refused_clearly():
     policy = ModerationPolicy(concept_vectors=np.eye(4, dtype=np.float32)[:1])
     with pytest.raises(ModelMismatchError):
         policy.check_vector(np.ones(8, dtype=np.float32), kind="image")
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("prompt", ["1" * 5000 + "x", "l1" * 2500 + "x", "s$" * 2500 + "q"])
+def test_long_ambiguous_prompt_is_answered(prompt):
+    """A long run of characters that several letters accept is answered, not backtracked on for minutes.
+
+    Regression: open-ended repeats on overlapping letter classes (i and l both accept 1) hung on
+    "1" * 1000 + "x". The timeout only guards against a hang; it is not a speed target.
+    """
+    policy = ModerationPolicy(["lil", "illillilli", "sissi"])
+    assert policy.check_text(prompt).allowed
+
+
+@pytest.mark.parametrize("thresholds", [{"text_threshold": 1.5}, {"image_threshold": -2.0}])
+def test_threshold_outside_cosine_range_is_a_config_error(thresholds):
+    """A threshold no cosine can reach (or every cosine passes) is refused at load, not silently used."""
+    with pytest.raises(ModerationConfigError, match="between -1 and 1"):
+        ModerationPolicy(**thresholds)
