@@ -20,6 +20,8 @@ Deliberate limits, each to keep innocent prompts passing:
 - A word made only of digits, or digits plus a decade/ordinal suffix (``1850s``, ``55``,
   ``19th``), is never read as leetspeak, unless the list entry itself contains a digit.
 - An entry matches its own word only: ``kill`` does not match ``kills``; list each form.
+- A letter typed three or more times counts as two; an entry's single letter accepts one or two,
+  its double letter needs two (so ``ass`` does not match ``as``).
 - Uppercase ``I`` and look-alikes of ``l``/``I`` stand for either ``i`` or ``l`` (they look the
   same in most fonts), so an all-capitals word may match an entry that differs by i/l only.
 """
@@ -92,6 +94,8 @@ def _homoglyph(ch: str) -> str:
             if candidate.isalnum():
                 return _ascii_target(candidate)
             continue
+        # confusables_data: the package's parsed TR39 table, char -> [{"c": look-alike, "n": name}];
+        # its public functions answer "is this string confusable", not "confusable with what".
         for glyph in _confusables.confusables_data.get(candidate, ()):
             target = glyph["c"].strip("\u200e\u200f")
             if len(target) == 1 and target.isascii() and (target.isalnum() or target == "|"):
