@@ -82,7 +82,7 @@ def bench_size(n: int, *, queries: int, rebuild: bool, seed_baseline: bool) -> d
               "index_bytes": index_file}
 
     # Year range covering 10% of rows, in the middle of the collection.
-    years = collection._years
+    years = collection.years
     lo_row, hi_row = int(0.45 * n), int(0.55 * n)
     y_from, y_to = int(years[lo_row]), int(years[hi_row])
     start, stop = collection.year_row_range(y_from, y_to)

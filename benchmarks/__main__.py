@@ -1,0 +1,49 @@
+"""Run every benchmark, each in a fresh process (clean memory figures, one failure does not stop
+the rest): ``python -m benchmarks`` (what ``make bench`` runs). Defaults fit 20 minutes on the
+2-core machine; ``--quick`` runs small sizes only, for a smoke test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+
+from benchmarks.common import machine
+
+# (module, default args, quick args)
+BENCHMARKS = [
+    ("bench_encode", [], ["--precisions", "fp32,auto", "--queries", "10", "--image-queries", "5",
+                          "--fidelity-images", "32"]),
+    ("bench_build", [], ["--images", "64"]),
+    ("bench_search", [], ["--sizes", "10000", "--queries", "200"]),
+    ("bench_bot", [], ["--users", "10", "--images", "32"]),
+    ("bench_memory", [], ["--rows", "10000", "--queries", "50"]),
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--only", default="", help="comma-separated names, e.g. search,encode")
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test, not figures")
+    args = parser.parse_args(argv)
+    only = {f"bench_{n.strip().removeprefix('bench_')}" for n in args.only.split(",") if n.strip()}
+    print(f"machine: {machine()}")
+    print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    failed = []
+    started = time.perf_counter()
+    for name, full, quick in BENCHMARKS:
+        if only and name not in only:
+            continue
+        t = time.perf_counter()
+        rc = subprocess.call([sys.executable, "-m", f"benchmarks.{name}", *(quick if args.quick else full)])
+        print(f"[{name}: {time.perf_counter() - t:.0f} s, exit {rc}]", flush=True)
+        if rc:
+            failed.append(name)
+    print(f"\nall benchmarks: {time.perf_counter() - started:.0f} s; failed: {', '.join(failed) or 'none'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
