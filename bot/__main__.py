@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 from bot.settings import ConfigError, Settings
 from search_core.errors import CollectionError, ImageSearchError
+from search_core.listfile import read_list
 
 log = logging.getLogger("bot")
 
@@ -47,11 +48,8 @@ def load_hidden(settings: Settings) -> list[str]:
     """The takedown list: one source file name per line; blank lines and # comments ignored."""
     if settings.hidden is None:
         return []
-    try:
-        lines = settings.hidden.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"IMAGESEARCH_HIDDEN cannot be read ({type(exc).__name__}).") from exc
-    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    return read_list(settings.hidden, what="IMAGESEARCH_HIDDEN: the takedown list", trailing_comments=False,
+                     error=ConfigError)
 
 
 def open_service(settings: Settings):

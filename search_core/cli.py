@@ -14,6 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from search_core.errors import ImageSearchError, QueryError
+from search_core.listfile import read_list
 from search_core.search import MAX_K
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def _search(args: argparse.Namespace) -> None:
     image = load_query_image(_read(args.image, "image")) if args.image is not None else None
     if prompt is None and image is None:
         raise QueryError("Give a PROMPT, an --image, or both.")
-    hidden = _read_hidden(args.hidden) if args.hidden is not None else []
+    hidden = read_list(args.hidden, what="Hidden list", trailing_comments=False) if args.hidden is not None else []
     _quiet_model_loading()
     service = SearchService.open(args.collection, model=args.model, device=args.device, hidden_files=hidden)
     page = service.search(text=prompt, image=image, k=args.k, offset=args.offset,
@@ -128,15 +129,6 @@ def _read(path: Path, what: str) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise QueryError(f"Cannot read the {what} file {path}: {exc.strerror or type(exc).__name__}.") from exc
-
-
-def _read_hidden(path: Path) -> list[str]:
-    """One file name per line; blank lines and # comments ignored (same format as the bot's)."""
-    try:
-        text = _read(path, "hidden-list").decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise QueryError(f"The hidden-list file {path} is not UTF-8 text.") from exc
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
 def _cut(text: str, width: int) -> str:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from search_core import listfile
 from search_core.errors import ImageSearchError, ModelMismatchError, QueryError
 from search_core.normalise import TermMatcher
 
@@ -66,34 +67,8 @@ ALLOWED = Decision(allowed=True)
 
 
 def read_list(path: Path) -> list[str]:
-    """Entries of a list file: one per line, blank lines and ``#`` comments (whole or trailing) skipped."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ModerationConfigError(f"Moderation list {path} does not exist.") from None
-    except IsADirectoryError:
-        raise ModerationConfigError(f"Moderation list {path} is a folder, not a file.") from None
-    except PermissionError:
-        raise ModerationConfigError(f"Moderation list {path} cannot be read: permission denied.") from None
-    except UnicodeDecodeError as exc:
-        # exc's own text quotes the offending bytes: say where, not what.
-        raise ModerationConfigError(
-            f"Moderation list {path} is not UTF-8 text (bad byte at offset {exc.start})."
-        ) from None
-    except OSError as exc:
-        raise ModerationConfigError(f"Moderation list {path} cannot be read ({exc.strerror}).") from None
-    entries = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("#"):
-            continue
-        hash_at = line.find(" #")
-        if hash_at >= 0:
-            line = line[:hash_at].rstrip()
-        if line:
-            entries.append(line)
-    return entries
+    """Entries of a moderation list file (see search_core.listfile for the format)."""
+    return listfile.read_list(path, what="Moderation list", error=ModerationConfigError)
 
 
 class ModerationPolicy:
