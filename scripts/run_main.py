@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from dotenv import load_dotenv
+from dotenv import find_dotenv, load_dotenv
 
 SEED_SAMPLE_URL = "https://zenodo.org/record/6224034/files/embellishments_sample.zip?download=1"
 DEFAULT_COLLECTION = Path("collections/embellishments-sample")
@@ -19,23 +19,25 @@ DEMO_PROMPT = "A steam engine"
 
 
 def main() -> int:
-    load_dotenv()
+    load_dotenv(find_dotenv(usecwd=True), override=False)  # the user's .env, not one beside this file
     if os.environ.get("DISCORD_TOKEN"):
         from bot.__main__ import main as bot_main
 
         return bot_main()
 
-    from scripts.cli import main as cli_main
+    from scripts.build_cli import main as build_main
+    from search_core.cli import main as search_main
 
     collection = Path(os.environ.get("IMAGESEARCH_COLLECTION") or DEFAULT_COLLECTION)
     if not (collection / "manifest.json").exists():
         print(f"No collection at {collection}: building the seed's embellishments sample "
               "(downloads the images and the clip-ViT-B-32 model).", file=sys.stderr)
-        code = cli_main(["build", SEED_SAMPLE_URL, "--out", str(collection)])
+        collection.parent.mkdir(parents=True, exist_ok=True)
+        code = build_main([SEED_SAMPLE_URL, "--out", str(collection)])
         if code:
             return code
     sheet = collection.parent / f"{collection.name}-demo.png"
-    code = cli_main(["search", str(collection), DEMO_PROMPT, "-k", "9", "--sheet", str(sheet)])
+    code = search_main(["search", str(collection), DEMO_PROMPT, "-k", "9", "--sheet", str(sheet)])
     if code == 0:
         print(f"Contact sheet of the results: {sheet}", file=sys.stderr)
         print("To run the Discord bot instead, set DISCORD_TOKEN in .env (see .env.example and README).",

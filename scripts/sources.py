@@ -100,6 +100,10 @@ def _load_remote(load, source: str) -> datasets.Dataset | datasets.DatasetDict:
     except datasets.data_files.EmptyDatasetError as exc:
         raise BuildError(f"Source {source} has no image files.") from exc
     except Exception as exc:
+        # A download that fails without a network surfaces in datasets as an empty split.
+        if _caused_by(exc, "corresponds to no data"):
+            raise BuildError(f"Could not download {source}: nothing came back. Check the network "
+                             "connection and the address, or build from a local folder.") from exc
         raise BuildError(f"Could not load dataset {source!r}: {type(exc).__name__}: {exc}") from exc
 
 
