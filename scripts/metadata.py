@@ -80,7 +80,9 @@ def parse_file_name(file_name: str, folder_year: object = None) -> ImageMetadata
     return ImageMetadata(
         file_name=file_name,
         year=int(g["year"]),
-        title=g["title"],
+        # BL names replace punctuation by spaces ("The Ring and the Book  etc "): tidy for display;
+        # the exact text stays in file_name.
+        title=" ".join(g["title"].split()) or None,
         book_id=g["book_id"],
         volume=int(g["volume"]),
         page=int(g["page"]),

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from functools import lru_cache
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageOps, ImageDraw, ImageFont
 
 from search_core.errors import ImageSearchError
 from search_core.search import Hit
@@ -69,8 +69,8 @@ def render_contact_sheet(hits: Sequence[Hit], images: Sequence[Image.Image], col
         x = PAD + (i % columns) * (thumb + PAD)
         y = PAD + (i // columns) * (thumb + CAPTION_HEIGHT + PAD)
         draw.rectangle([x, y, x + thumb - 1, y + thumb - 1], fill=THUMB_BACKGROUND)
-        small = img.convert("RGB") if img.mode != "RGB" else img.copy()
-        small.thumbnail((thumb, thumb), Image.Resampling.LANCZOS)
+        # contain() enlarges small images too: a 120 px vignette should fill its cell to be seen.
+        small = ImageOps.contain(img.convert("RGB"), (thumb, thumb), Image.Resampling.LANCZOS)
         sheet.paste(small, (x + (thumb - small.width) // 2, y + (thumb - small.height) // 2))
         first = f"#{hit.rank}  {hit.score:.3f}" + (f"  {hit.year}" if hit.year is not None else "")
         draw.text((x, y + thumb + 2), _fit(first, font, thumb), fill=TEXT, font=font)

@@ -16,11 +16,11 @@ from scripts.metadata import (
 
 
 def test_bl_name_gives_every_field():
-    """A BL name yields book id, volume, page, image number, title (spaces kept) and year."""
+    """A BL name yields book id, volume, page, image number, title (spacing tidied) and year."""
     meta = parse_file_name("000499442_0_000579_1_[The Ring and the Book  etc ]_1920.jpg")
     assert meta == ImageMetadata(
         file_name="000499442_0_000579_1_[The Ring and the Book  etc ]_1920.jpg", year=1920,
-        title="The Ring and the Book  etc ", book_id="000499442", volume=0, page=579, image_number=1,
+        title="The Ring and the Book etc", book_id="000499442", volume=0, page=579, image_number=1,
     )
 
 
