@@ -41,7 +41,8 @@ def add_build_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                         help="FAISS index: auto picks exact Flat for small collections and a tuned "
                              "IVF-SQ8 for large ones; or any FAISS factory string")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16", "int8"),
-                        help="embedding precision (default auto: fp16 on CUDA, fp32 on CPU)")
+                        help="embedding precision (default auto: fp16 on CUDA; on a CPU bf16 where "
+                             "it has native bf16, else int8)")
     parser.add_argument("--push-to-hub", default=None, metavar="REPO",
                         help="also push the collection with embeddings to this private Hub dataset")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
