@@ -104,12 +104,25 @@ def test_year_filter_returns_k_hits_in_range(synthetic: Collection, vectors: np.
 
 
 def test_approximate_index_alone_comes_back_short(synthetic: Collection, vectors: np.ndarray) -> None:
-    """Precondition of the test above: the lossy indexes really miss rows under this filter."""
-    if synthetic.manifest.index.spec == "Flat":
-        pytest.skip("an exact index is never short")
+    """Precondition of the test above: HNSW really misses rows under this filter (so the
+    fallback is exercised); IVF is covered by the nprobe scaling test below."""
+    if "HNSW" not in synthetic.manifest.index.spec:
+        pytest.skip("only HNSW has no knob that widens with the filter")
     svc = service(synthetic)
     _, rows = svc._faiss_search(vectors[0][None, :], 9, 1500, 1520, np.empty(0, np.int64))
     assert rows.size < 9
+
+
+def test_ivf_probes_more_lists_for_a_narrow_year_range(synthetic: Collection, vectors: np.ndarray) -> None:
+    """IVF alone (no fallback) returns the exact filtered top k: nprobe grows as the range narrows,
+    where the manifest's nprobe of 1 would have come back short."""
+    if not synthetic.manifest.index.spec.startswith("IVF"):
+        pytest.skip("IVF only")
+    svc = service(synthetic)
+    scores, rows = svc._faiss_search(vectors[0][None, :], 9, 1500, 1520, np.empty(0, np.int64))
+    assert rows.tolist() == exact_top(vectors, vectors[0], np.arange(1500, 1520), 9)
+    assert svc._search_params(None, share=1.0).nprobe == 1
+    assert svc._search_params(None, share=20 / 3000).nprobe == 32
 
 
 def test_hidden_rows_never_returned(synthetic: Collection, vectors: np.ndarray,
