@@ -3,7 +3,7 @@
 Ids are row numbers (vectors are added in row order, no id map) and the metric is inner
 product, which is cosine on the L2-normalised vectors. An approximate index gets the smallest
 search setting (nprobe for IVF, efSearch for HNSW) whose recall@10 against exact search on a
-sample of the collection's own rows reaches TARGET_RECALL; the setting and the measured recall
+sample of the collection's own rows, after search_core's exact re-rank, reaches TARGET_RECALL; the setting and the measured recall
 go into IndexInfo, so search_core applies the same setting and users can see what they get.
 """
 
@@ -19,6 +19,7 @@ import numpy as np
 
 from search_core.errors import BuildError
 from search_core.layout import IndexInfo
+from search_core.rerank import candidate_count, rerank
 
 log = logging.getLogger(__name__)
 
@@ -104,13 +105,13 @@ def tune(index: faiss.Index, vectors: np.ndarray, *, seed: int = 0) -> tuple[dic
 
     knob = _search_param(index)
     if knob is None:
-        return {}, recall_at_k(index, queries, truth)
+        return {}, recall_at_k(index, queries, truth, vectors)
     name, steps = knob
     space = faiss.ParameterSpace()
     best: tuple[dict[str, int], float] = ({}, -1.0)
     for value in steps:
         space.set_index_parameter(index, name, value)
-        recall = recall_at_k(index, queries, truth)
+        recall = recall_at_k(index, queries, truth, vectors)
         log.debug("%s=%d: recall@%d %.3f", name, value, k, recall)
         if recall > best[1]:
             best = ({name: value}, recall)
@@ -123,8 +124,19 @@ def tune(index: faiss.Index, vectors: np.ndarray, *, seed: int = 0) -> tuple[dic
     return best
 
 
-def recall_at_k(index: faiss.Index, queries: np.ndarray, truth: np.ndarray) -> float:
-    """Share of the exact top-k ids that the index also returns in its top-k."""
-    _, found = index.search(queries, truth.shape[1])
-    hits = sum(len(set(t) & set(f)) for t, f in zip(truth.tolist(), found.tolist()))
+def recall_at_k(index: faiss.Index, queries: np.ndarray, truth: np.ndarray,
+                vectors: np.ndarray | None = None) -> float:
+    """Share of the exact top-k ids that search returns in its top-k.
+
+    With ``vectors`` (the embeddings), candidates are re-ranked exactly as search_core does for
+    an approximate index, so this is the recall users get.
+    """
+    k = truth.shape[1]
+    if vectors is None:
+        _, found = index.search(queries, k)
+        found_rows = found.tolist()
+    else:
+        _, candidates = index.search(queries, candidate_count(k))
+        found_rows = [rerank(vectors, q, c, k)[1].tolist() for q, c in zip(queries, candidates)]
+    hits = sum(len(set(t) & set(f)) for t, f in zip(truth.tolist(), found_rows))
     return hits / truth.size

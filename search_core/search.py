@@ -23,6 +23,7 @@ from search_core.collection import Collection
 from search_core.errors import ModelMismatchError, QueryError
 from search_core.images import to_rgb
 from search_core.layout import MODEL_PROBE_MIN_COSINE, MODEL_PROBE_TEXT
+from search_core.rerank import candidate_count, rerank
 
 log = logging.getLogger(__name__)
 
@@ -214,9 +215,10 @@ class SearchService:
             selector = not_blocked if selector is None else faiss.IDSelectorAnd(selector, not_blocked)
             keep.append(selector)
         params = self._search_params(selector, share=(stop - start) / max(self.collection.rows, 1))
+        fetch = n if self._exact_index else candidate_count(n)
         with _faiss_single_thread():
             try:
-                scores, rows = self.collection.index.search(query, n, params=params)
+                scores, rows = self.collection.index.search(query, fetch, params=params)
             except RuntimeError as exc:
                 log.warning("filtered FAISS search failed (%s); searching exactly", str(exc).splitlines()[0])
                 return np.empty(0, np.float32), np.empty(0, np.int64)
@@ -225,7 +227,9 @@ class SearchService:
         # Belt and braces: whatever the index type does with a selector, nothing outside the
         # filter leaves here (a dropped row only sends the query to the exact fallback).
         valid = (rows >= start) & (rows < stop) & ~np.isin(rows, blocked)
-        return scores[valid], rows[valid]
+        if self._exact_index:
+            return scores[valid], rows[valid]
+        return rerank(self.collection.embeddings, query[0], rows[valid], n)
 
     def _search_params(self, selector: Any, share: float = 1.0) -> Any:
         """FAISS search parameters of the index's type, carrying the manifest's nprobe / efSearch.

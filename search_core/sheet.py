@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from functools import lru_cache
 
-from PIL import Image, ImageOps, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from search_core.errors import ImageSearchError
 from search_core.search import Hit

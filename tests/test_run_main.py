@@ -16,7 +16,7 @@ def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Complete
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "IMAGESEARCH_"))}
     full_env.update(env)
     full_env["PYTHONPATH"] = str(REPO)
-    return subprocess.run([sys.executable, "-m", "scripts.cli", *args], cwd=cwd, env=full_env,
+    return subprocess.run([sys.executable, "-m", "scripts.cli", *args], check=False, cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=300)
 
 

@@ -113,13 +113,21 @@ def test_approximate_index_alone_comes_back_short(synthetic: Collection, vectors
     assert rows.size < 9
 
 
+def test_scores_are_exact_cosines_on_every_index(synthetic: Collection, vectors: np.ndarray) -> None:
+    """Approximate candidates are re-scored from the embeddings: users see exact cosine scores."""
+    q = vectors[42]
+    page = service(synthetic).search_vector(q, k=9)
+    for hit in page.hits:
+        assert abs(hit.score - float(vectors[hit.row] @ q)) < 1e-5
+
+
 def test_ivf_probes_more_lists_for_a_narrow_year_range(synthetic: Collection, vectors: np.ndarray) -> None:
     """IVF alone (no fallback) returns the exact filtered top k: nprobe grows as the range narrows,
     where the manifest's nprobe of 1 would have come back short."""
     if not synthetic.manifest.index.spec.startswith("IVF"):
         pytest.skip("IVF only")
     svc = service(synthetic)
-    scores, rows = svc._faiss_search(vectors[0][None, :], 9, 1500, 1520, np.empty(0, np.int64))
+    _, rows = svc._faiss_search(vectors[0][None, :], 9, 1500, 1520, np.empty(0, np.int64))
     assert rows.tolist() == exact_top(vectors, vectors[0], np.arange(1500, 1520), 9)
     assert svc._search_params(None, share=1.0).nprobe == 1
     assert svc._search_params(None, share=20 / 3000).nprobe == 32

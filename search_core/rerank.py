@@ -1,0 +1,39 @@
+"""Exact re-ranking of an approximate index's candidates from the stored embeddings.
+
+Why: quantised codes (IVF-SQ8) cannot order near-ties, so on tie-heavy neighbourhoods the
+index alone plateaus below the recall we promise (0.945 at 1M synthetic rows, at any nprobe).
+Scoring a few dozen candidates exactly against ``embeddings.npy`` fixes the order and gives users
+exact cosine scores. The file is memory-mapped, so this reads a few dozen rows from the page
+cache (shared between processes) and adds nothing to the index's memory.
+
+The build measures recall through this same function, so the recall it prints is the recall
+search delivers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Candidates fetched per wanted hit: at 100k synthetic rows 2x took recall@10 from 0.980 to 1.000
+# for +0.015 ms per query.
+RERANK_FACTOR = 2
+RERANK_MIN_EXTRA = 10
+
+
+def candidate_count(n: int) -> int:
+    """How many candidates to fetch from an approximate index to return n hits."""
+    return max(n * RERANK_FACTOR, n + RERANK_MIN_EXTRA)
+
+
+def rerank(embeddings: np.ndarray, query: np.ndarray, candidates: np.ndarray,
+           n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top n of ``candidates`` (row numbers; -1 = none) by exact inner product with ``query``.
+
+    Returns (scores, rows), best first, ties broken by row number so pages are stable.
+    """
+    rows = np.unique(candidates[candidates >= 0]).astype(np.int64)   # sorted: sequential reads
+    if rows.size == 0:
+        return np.empty(0, np.float32), rows
+    scores = np.asarray(embeddings[rows], dtype=np.float32) @ np.asarray(query, dtype=np.float32)
+    order = np.lexsort((rows, -scores))[:n]
+    return scores[order], rows[order]
