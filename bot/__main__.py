@@ -13,6 +13,7 @@ import sys
 from collections.abc import Mapping
 
 from bot.settings import ConfigError, Settings
+from search_core.encoder import quiet_model_loading
 from search_core.errors import CollectionError, ImageSearchError
 from search_core.listfile import read_list
 
@@ -42,6 +43,7 @@ def configure_logging(settings: Settings) -> None:
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, RedactSecret) for f in handler.filters):
             handler.addFilter(RedactSecret(settings.discord_token))
+    quiet_model_loading()
 
 
 def load_hidden(settings: Settings) -> list[str]:

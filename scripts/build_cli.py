@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from scripts.index_choice import INDEX_NAMES
-from search_core.encoder import DEFAULT_MODEL
+from search_core.encoder import DEFAULT_MODEL, quiet_model_loading
 from search_core.errors import ImageSearchError
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ def run_build(args: argparse.Namespace) -> int:
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    quiet_model_loading()
     try:
         summary = build_collection(
             args.source, args.out, model=args.model, batch_size=args.batch_size, device=args.device,

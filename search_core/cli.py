@@ -13,6 +13,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from search_core.encoder import quiet_model_loading
 from search_core.errors import ImageSearchError, QueryError
 from search_core.listfile import read_list
 from search_core.search import MAX_K
@@ -73,7 +74,7 @@ def _search(args: argparse.Namespace) -> None:
     if prompt is None and image is None:
         raise QueryError("Give a PROMPT, an --image, or both.")
     hidden = read_list(args.hidden, what="Hidden list", trailing_comments=False) if args.hidden is not None else []
-    _quiet_model_loading()
+    quiet_model_loading()
     service = SearchService.open(args.collection, model=args.model, device=args.device, hidden_files=hidden)
     page = service.search(text=prompt, image=image, k=args.k, offset=args.offset,
                           year_from=args.year_from, year_to=args.year_to)
@@ -112,16 +113,6 @@ def _save_sheet(service, page, out: Path) -> None:
     except (OSError, ValueError) as exc:
         raise ImageSearchError(f"Cannot write the contact sheet to {out}: {exc.__class__.__name__}.") from exc
     print(f"contact sheet: {out}", file=sys.stderr)
-
-
-def _quiet_model_loading() -> None:
-    """No weight-loading progress bar: stderr is for errors and the sheet path."""
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-    except ImportError:
-        pass
 
 
 def _read(path: Path, what: str) -> bytes:

@@ -99,6 +99,22 @@ def resolve_precision(precision: str, device: str) -> tuple[str, str]:
     return precision, precision
 
 
+def quiet_model_loading() -> None:
+    """For entry points: no weight-loading progress bar and no library notices on stderr.
+
+    A terminal user or a bot operator should see our progress and errors, not transformers'
+    "Loading weights" bar or its note that torchvision is absent (the PIL image processor it
+    falls back to is the one measured and used here). Only entry points call this: it changes
+    the libraries' process-wide logging.
+    """
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 @dataclass
 class Encoder:
     """A loaded sentence-transformers CLIP. Load once per process: it is the expensive part.
@@ -129,7 +145,7 @@ class Encoder:
         image_precision, text_precision = resolve_precision(precision, device)
         try:
             model = SentenceTransformer(model_name, device=device)
-        except Exception as exc:  # noqa: BLE001 - any load failure means the same to the user
+        except Exception as exc:
             raise BuildError(f"Could not load model {model_name!r}: {type(exc).__name__}: {exc}") from exc
         model.eval()
         _apply_precision(model, image_precision, text_precision)
