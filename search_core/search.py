@@ -41,6 +41,11 @@ EXACT_BLOCK_ROWS = 65_536
 # Wider ranges go through the index: scoring 10k rows in numpy cost 0.36 ms on a quiet machine
 # and 15 ms under load (BLAS threads), against ~0.15 ms for IVF with a sorted range selector.
 EXACT_SEARCH_MAX_ROWS = 4_096
+# A filtered IVF search probes at least this many lists (before scaling by 1/share). A tuned
+# nprobe can be 1 once candidates are re-ranked, but a year range's nearest eligible rows are
+# spread over more lists: at 1M synthetic rows and a 10% range, recall@10 was 0.943 with 1 list
+# scaled, 0.975 with 16 scaled, at 1.4x the unfiltered query's time.
+MIN_FILTERED_NPROBE = 16
 
 
 @dataclass(frozen=True)
@@ -247,7 +252,8 @@ class SearchService:
         ivf = faiss.try_extract_index_ivf(index)
         if ivf is not None:
             nprobe = int(settings.get("nprobe", ivf.nprobe))
-            nprobe = min(ivf.nlist, math.ceil(nprobe / max(share, 1e-9)))
+            if share < 1.0:
+                nprobe = min(ivf.nlist, math.ceil(max(nprobe, MIN_FILTERED_NPROBE) / max(share, 1e-9)))
             return faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
         hnsw = faiss.downcast_index(index)
         if isinstance(hnsw, faiss.IndexHNSW):

@@ -41,39 +41,6 @@ INNOCENT_PROMPTS = ["a ship", "a steam engine", "birds", "skills of the craftsma
 FORMAT_SEED = 987_654   # a picture not in the collection, sent in every accepted format
 
 
-# --- A minimal extension of the fake (its press_button presses buttons only) -----------------------
-
-async def choose_option(fake: FakeDiscord, message: FakeMessage, custom_id: str, value: str,
-                        user: FakeUser, *, allow_disabled: bool = False) -> FakeInteraction:
-    """Dispatch a string-select interaction (component type 3) on a message the bot sent."""
-    live = fake._live_message(message)
-    select = next(c for row in live.components for c in row.get("components", []) if c.get("custom_id") == custom_id)
-    assert allow_disabled or not select.get("disabled"), "select is disabled"
-    guild = fake.guilds.get(live.guild_id) if live.guild_id else None
-    data = {"custom_id": custom_id, "component_type": 3, "values": [value]}
-    return await fake._dispatch_interaction(3, data, user, guild, live.channel_id, (), "en-US", message=live)
-
-
-async def press_stale(fake: FakeDiscord, message: FakeMessage, custom_id: str, user: FakeUser) -> FakeInteraction:
-    """A press from a client that still shows an old message (buttons not yet disabled for it)."""
-    live = fake._live_message(message)
-    guild = fake.guilds.get(live.guild_id) if live.guild_id else None
-    data = {"custom_id": custom_id, "component_type": 2}
-    return await fake._dispatch_interaction(3, data, user, guild, live.channel_id, (), "en-US", message=live)
-
-
-class CountingDict(dict):
-    """fake.attachments replacement that counts CDN look-ups, i.e. downloads."""
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.gets: list[int] = []
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        self.gets.append(key)
-        return super().get(key, default)
-
-
 # --- Fixtures -------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -350,17 +317,17 @@ async def test_only_the_invoker_may_page(env: Env) -> None:
     press = await env.fake.press_button(msg, button_id(msg, "next"), user=other)
     response = await press.wait_response()
     assert response.type == 4 and response.ephemeral and "Only the person" in response.message.content
-    assert env.fake._live_message(msg).edits == msg.edits
+    assert env.fake.live_message(msg).edits == msg.edits
 
 
 async def test_more_like_this_posts_new_results_without_the_source(env: Env) -> None:
     """Choosing a hit in "More like this" posts a new public result message that leaves that hit out."""
     user = env.user()
     msg = await results(await env.search(user=user, prompt="a ship", k=4))
-    first = env.fake._live_message(msg)
+    first = env.fake.live_message(msg)
     select = next(c for row in first.components for c in row["components"] if c.get("type") == 3)
     chosen = select["options"][0]
-    inter = await choose_option(env.fake, msg, select["custom_id"], chosen["value"], user)
+    inter = await env.fake.choose_option(msg, select["custom_id"], chosen["value"], user=user)
     more = await results(inter)
     assert more.id != msg.id and "more like" in more.embeds[0]["title"]
     assert all(chosen["description"] not in line for line in hit_lines(more))
@@ -372,12 +339,12 @@ async def test_expired_pager_disables_buttons_and_explains(env: Env, monkeypatch
     user = env.user()
     msg = await results(await env.search(user=user, prompt="birds", k=2))
     for _ in range(60):
-        live = env.fake._live_message(msg)
+        live = env.fake.live_message(msg)
         if live.buttons and all(b.get("disabled") for b in live.buttons):
             break
         await asyncio.sleep(0.1)
-    assert all(b.get("disabled") for b in env.fake._live_message(msg).buttons)
-    press = await press_stale(env.fake, msg, button_id(msg, "next"), user)
+    assert all(b.get("disabled") for b in env.fake.live_message(msg).buttons)
+    press = await env.fake.press_button(msg, button_id(msg, "next"), user=user, allow_disabled=True)
     response = await press.wait_response()
     assert response.ephemeral and response.message.content == views.EXPIRED
 
@@ -419,13 +386,12 @@ async def test_bad_attachment_refused_privately_and_bot_recovers(env: Env, kind:
 
 async def test_oversize_attachment_is_not_downloaded(env: Env) -> None:
     """An attachment over the size cap is refused from its declared size, before any download."""
-    counting = CountingDict(env.fake.attachments)
-    env.fake.attachments = counting
+    downloads_before = len(env.fake.cdn_requests)
     data, name, content_type = BAD_ATTACHMENTS["oversize"]
     inter = await env.search(attachments={"image": (data, name, content_type)})
     response = await inter.wait_response()
     assert response.type == 4 and response.ephemeral and "too large" in response.message.content
-    assert counting.gets == []
+    assert len(env.fake.cdn_requests) == downloads_before
 
 
 async def test_empty_prompt_refused(env: Env) -> None:

@@ -309,7 +309,7 @@ class FakeDiscord:
 
     def _component(self, message: FakeMessage, custom_id: str,
                    allow_disabled: bool) -> tuple[FakeMessage, dict[str, Any]]:
-        live = self._live_message(message)
+        live = self.live_message(message)
         if live.deleted:
             raise ValueError(f"message {live.id} was deleted")
         found = next((c for row in live.components for c in row.get("components", [])
@@ -321,7 +321,7 @@ class FakeDiscord:
             raise ValueError(f"component {custom_id!r} is disabled")
         return live, found
 
-    def _live_message(self, message: FakeMessage) -> FakeMessage:
+    def live_message(self, message: FakeMessage) -> FakeMessage:
         """The current state of a message (tests hold snapshots)."""
         for inter in self.interactions.values():
             for live in [inter.original, *inter.followups]:
