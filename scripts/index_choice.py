@@ -1,11 +1,12 @@
 """Which FAISS index a collection gets: a pure function of its size, from measured figures.
 
-Figures from anchors/faiss_results.md (2 CPU cores, 512-d, one query at a time):
-- Flat (exact) costs time in proportion to rows x dim: 0.5 ms at 10k, 13 ms at 100k. Up to
-  about 50k x 512 floats it stays under ~7 ms, which a bot that also runs the text encoder
-  (~40 ms) does not notice, and it has no recall loss at all.
-- Above that, IVF with 8-bit scalar quantisation: IVF1264,SQ8 at 100k answers in 0.17 ms p95 with
-  recall 0.98; IVF4000,SQ8 at 1M in 0.46 ms p95, recall 0.97, 504 MB.
+Figures from anchors/faiss_results.md and BENCHMARKS.md (2 CPU cores, 512-d, one query at a time):
+- Approximate candidates are re-ranked exactly from embeddings.npy (search_core.rerank), which
+  takes IVF-SQ8's recall@10 to 0.997-1.000 on the benchmark's clustered vectors, so exact Flat
+  only pays off while it is nearly free: 0.2 ms at 5k rows, but 0.53 ms at 10k where IVF256,SQ8
+  answers in 0.13 ms (recall 0.997), and 13 ms at 100k.
+- Above that, IVF with 8-bit scalar quantisation: IVF1264,SQ8 at 100k, IVF4000,SQ8 at 1M
+  (504 MB, p95 0.4 ms, recall 1.000 after re-ranking).
 - Not chosen: HNSW builds too slowly on 2 cores (39 s at 100k, over 10 min at 1M); PQ without
   re-ranking reached recall 0.33-0.42.
 nlist = 4·sqrt(n) matches both measured points (1264 at 100k, 4000 at 1M) and FAISS's guideline
@@ -17,8 +18,8 @@ from __future__ import annotations
 
 import math
 
-# Exact search while rows x dim stays below this (50,000 rows of 512 floats).
-FLAT_MAX_FLOATS = 50_000 * 512
+# Exact search while rows x dim stays below this (5,000 rows of 512 floats).
+FLAT_MAX_FLOATS = 5_000 * 512
 MIN_POINTS_PER_CENTROID = 39
 
 # Named choices for --index; anything else is passed to faiss.index_factory as it is.

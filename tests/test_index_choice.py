@@ -14,12 +14,12 @@ from search_core.errors import BuildError
 @pytest.mark.parametrize("n, dim, spec", [
     (1, 512, "Flat"),
     (24, 32, "Flat"),
-    (10_000, 512, "Flat"),
-    (50_000, 512, "Flat"),
-    (50_001, 512, "IVF894,SQ8"),
+    (5_000, 512, "Flat"),
+    (5_001, 512, "IVF128,SQ8"),         # lists capped so each gets 39 training points
+    (10_000, 512, "IVF256,SQ8"),        # benchmarked: p50 0.13 ms vs Flat 0.53 ms, recall 0.997
     (100_000, 512, "IVF1264,SQ8"),      # the measured 100k configuration (anchors/faiss_results.md)
     (1_000_000, 512, "IVF4000,SQ8"),    # the measured 1M configuration
-    (100_000, 32, "Flat"),              # exact cost is rows x dim: small vectors stay exact longer
+    (50_000, 32, "Flat"),               # exact cost is rows x dim: small vectors stay exact longer
     (200_000, 768, "IVF1788,SQ8"),
 ])
 def test_choose_index_table(n, dim, spec):
