@@ -16,8 +16,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from tests.fixtures.images import SampleImage, make_imagefolder  # noqa: E402
-from tests.fixtures.tiny_clip import build_tiny_clip  # noqa: E402
+from tests.fixtures.images import SampleImage, make_imagefolder
+from tests.fixtures.tiny_clip import build_tiny_clip
 
 
 @pytest.fixture(scope="session")
