@@ -22,6 +22,22 @@ DEFAULT_RATE_LIMIT = "5/60"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
+ID_HINT = "a number of 15 to 21 digits: right-click the server or channel, Copy ID"
+
+
+def _describe(entry: str) -> str:
+    """Which entry is wrong, quoted only when it is a plain number: a token pasted into the wrong
+    variable must never be echoed."""
+    if entry.isdigit() and entry.isascii():
+        return f"{entry} has {len(entry)} digits"
+    return "an entry is not a number"
+
+
+def _is_discord_id(text: str) -> bool:
+    """Snowflakes are 15-21 ASCII digits today; a short number is a typo, not an id."""
+    return text.isdigit() and text.isascii() and 15 <= len(text) <= 21
+
+
 class ConfigError(ImageSearchError):
     """One or more configuration values are missing or invalid; the message names them all."""
 
@@ -139,8 +155,8 @@ class _Parser:
             part = part.strip()
             if not part:
                 continue
-            if not (part.isdigit() and part.isascii() and 15 <= len(part) <= 21):
-                self.bad(key, "must be a comma-separated list of numeric Discord ids")
+            if not _is_discord_id(part):
+                self.bad(key, f"must be a comma-separated list of Discord ids; {_describe(part)} ({ID_HINT})")
                 return None
             out.add(int(part))
         return frozenset(out)
@@ -149,8 +165,8 @@ class _Parser:
         value = self._get(key)
         if value is None:
             return None
-        if not (value.isdigit() and value.isascii() and 15 <= len(value) <= 21):
-            self.bad(key, "must be one numeric Discord guild id")
+        if not _is_discord_id(value):
+            self.bad(key, f"must be one Discord server id; {_describe(value)} ({ID_HINT})")
             return None
         return int(value)
 

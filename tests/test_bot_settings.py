@@ -163,3 +163,12 @@ def test_open_service_applies_the_hidden_list(tmp_path: Path, collection_dir: Pa
     service = open_service(settings)
     page = service.search(image=load_query_image(target.read_bytes()), k=24)
     assert page.hits and target.name not in {hit.file_name for hit in page.hits}
+
+
+def test_a_short_number_is_named_with_how_to_find_real_ids(env: dict[str, str]) -> None:
+    """A typo'd id is pointed out (it is only digits, so safe to show) with where real ids come from."""
+    env["IMAGESEARCH_ALLOWED_CHANNELS"] = "123"
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env)
+    assert "IMAGESEARCH_ALLOWED_CHANNELS" in str(info.value)
+    assert "123 has 3 digits" in str(info.value) and "Copy ID" in str(info.value)
