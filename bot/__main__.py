@@ -117,11 +117,16 @@ def main(env: Mapping[str, str] | None = None) -> int:
 
     import discord
 
+    from bot.client import StartupError
+
     try:
         asyncio.run(run(settings, service, policy))
     except discord.LoginFailure:
         print("imagesearch bot: DISCORD_TOKEN was refused by Discord; copy the bot token again "
               "from the developer portal.", file=sys.stderr)
+        return EXIT_CONFIG
+    except StartupError as exc:
+        print(f"imagesearch bot: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except discord.PrivilegedIntentsRequired:
         print("imagesearch bot: Discord refused the gateway intents this bot asks for.", file=sys.stderr)

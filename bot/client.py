@@ -28,6 +28,10 @@ EXTENSIONS = ("bot.cogs.guard", "bot.cogs.search")
 T = TypeVar("T")
 
 
+class StartupError(Exception):
+    """The bot cannot start usefully; the message is one line for the operator."""
+
+
 class ImageBot(commands.Bot):
     """Holds what every cog shares. The model is loaded before the bot starts, once per process."""
 
@@ -53,19 +57,33 @@ class ImageBot(commands.Bot):
         return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
 
     async def setup_hook(self) -> None:
+        """Load every extension, then sync the commands; any failure stops start-up.
+
+        Both extensions are essential, and syncing after a failed load would replace the
+        application's commands with an empty set: /imagesearch would vanish from every server
+        while the bot looked healthy.
+        """
         for name in EXTENSIONS:
             try:
                 await self.load_extension(name)
-            except Exception:
+            except commands.ExtensionError as exc:
                 log.exception("Failed to load extension %s", name)
-        if self.settings.dev_guild_id is not None:
-            guild = discord.Object(id=self.settings.dev_guild_id)
-            self.tree.copy_global_to(guild=guild)
-            synced = await self.tree.sync(guild=guild)
-            log.info("Synced %d command(s) to development guild %s", len(synced), guild.id)
-        else:
-            synced = await self.tree.sync()
-            log.info("Synced %d global command(s); Discord may take a while to show changes", len(synced))
+                raise StartupError(f"the extension {name} failed to load ({type(exc.__cause__ or exc).__name__}); "
+                                   "see the log above") from exc
+        try:
+            if self.settings.dev_guild_id is not None:
+                guild = discord.Object(id=self.settings.dev_guild_id)
+                self.tree.copy_global_to(guild=guild)
+                synced = await self.tree.sync(guild=guild)
+                log.info("Synced %d command(s) to development guild %s", len(synced), guild.id)
+            else:
+                synced = await self.tree.sync()
+                log.info("Synced %d global command(s); Discord may take a while to show changes", len(synced))
+        except discord.Forbidden as exc:
+            where = ("IMAGESEARCH_DEV_GUILD names a server the bot is not in, or"
+                     if self.settings.dev_guild_id is not None else "")
+            raise StartupError(f"Discord refused to register the slash commands: {where} the bot was "
+                               "invited without the applications.commands scope (see README).") from exc
 
     async def on_ready(self) -> None:
         log.info("Logged in as %s (%s) in %d guild(s)", self.user, getattr(self.user, "id", "?"),

@@ -46,13 +46,17 @@ def escape(text: str) -> str:
     return discord.utils.escape_mentions(discord.utils.escape_markdown(text))
 
 
-def query_label(prompt: str | None, image_name: str | None) -> str:
-    """A short description of the query for the result's title; never the whole prompt."""
+def query_label(prompt: str | None, has_image: bool) -> str:
+    """A short description of the query for the public result's title; never the whole prompt.
+
+    An attached image is named only as "an attached image": its file name is chosen by the user
+    and never moderated, so showing it publicly would let any blocked word through.
+    """
     parts = []
     if prompt:
         parts.append(f"“{clip(one_line(prompt), PROMPT_SHOWN)}”")
-    if image_name:
-        parts.append(f"image {clip(one_line(image_name), 60)}")
+    if has_image:
+        parts.append("an attached image")
     return " + ".join(parts) or "your query"
 
 

@@ -98,6 +98,10 @@ class Settings:
             dev_guild_id=p.one_id("IMAGESEARCH_DEV_GUILD"),
             log_level=p.log_level("IMAGESEARCH_LOG_LEVEL"),
         )
+        dev_guild = settings["dev_guild_id"]
+        if dev_guild is not None and dev_guild not in settings["allowed_guilds"]:
+            p.bad("IMAGESEARCH_DEV_GUILD", "must be one of IMAGESEARCH_ALLOWED_GUILDS (the bot leaves every "
+                                           "other server, so its commands would be synced where it cannot stay)")
         if p.problems:
             raise ConfigError("Configuration error: " + "; ".join(p.problems) + ".")
         return cls(**settings)

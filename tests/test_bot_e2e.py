@@ -264,7 +264,18 @@ async def test_prompt_and_image_together_are_one_query(env: Env) -> None:
     path = env.far_image
     inter = await env.search(prompt="a ship", attachments={"image": (path.read_bytes(), "q.jpg", "image/jpeg")})
     msg = await results(inter)
-    assert "a ship" in msg.embeds[0]["title"] and "q.jpg" in msg.embeds[0]["title"]
+    assert "a ship" in msg.embeds[0]["title"] and "attached image" in msg.embeds[0]["title"]
+
+
+async def test_an_attachments_file_name_never_reaches_the_channel(env: Env) -> None:
+    """The file name is the user's unmoderated text: an image named after a blocked word is searched,
+    but its name is not posted anywhere public."""
+    path = env.far_image
+    name = f"{BLOCKED_TERM}-them-all.jpg"
+    inter = await env.search(attachments={"image": (path.read_bytes(), name, "image/jpeg")}, k=3)
+    msg = await results(inter)
+    public_text = json.dumps([m.content for m in public_messages(env.fake, inter)] + [msg.content, msg.embeds])
+    assert BLOCKED_TERM not in public_text.lower()
 
 
 async def test_year_filter(env: Env) -> None:

@@ -16,7 +16,7 @@ def long_hit(rank: int) -> Hit:
 def test_25_long_hits_fit_one_embed() -> None:
     """The largest page with absurdly long titles fits the description and total embed limits."""
     hits = [long_hit(i) for i in range(1, 26)]
-    embed = render.results_embed(render.query_label("x" * 2000, "photo.png"), hits, offset=0, total=10_000,
+    embed = render.results_embed(render.query_label("x" * 2000, True), hits, offset=0, total=10_000,
                                  image_url="attachment://results.png")
     assert len(embed.description) <= render.EMBED_DESCRIPTION_LIMIT
     assert len(embed.title) <= render.EMBED_TITLE_LIMIT
@@ -41,7 +41,7 @@ def test_metadata_cannot_mention_or_format() -> None:
 
 def test_prompt_is_shortened_in_the_title() -> None:
     """A 2,000-character prompt is not repeated whole to the channel."""
-    label = render.query_label("ship " * 400, None)
+    label = render.query_label("ship " * 400, False)
     assert len(label) <= render.PROMPT_SHOWN + 2
 
 

@@ -172,3 +172,10 @@ def test_a_short_number_is_named_with_how_to_find_real_ids(env: dict[str, str]) 
         Settings.from_env(env)
     assert "IMAGESEARCH_ALLOWED_CHANNELS" in str(info.value)
     assert "123 has 3 digits" in str(info.value) and "Copy ID" in str(info.value)
+
+
+def test_dev_guild_must_be_an_allowed_guild(env: dict[str, str]) -> None:
+    """Commands synced to a server the guard then leaves would be useless: refused at start-up."""
+    env["IMAGESEARCH_DEV_GUILD"] = "999999999999999999"
+    with pytest.raises(ConfigError, match="IMAGESEARCH_DEV_GUILD must be one of IMAGESEARCH_ALLOWED_GUILDS"):
+        Settings.from_env(env)

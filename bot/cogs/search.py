@@ -143,7 +143,7 @@ class Search(commands.Cog):
             await send_private(interaction, encoded.message or GENERIC_REFUSAL)
             return
 
-        query = Query(label=render.query_label(prompt, image.filename if image else None), k=k,
+        query = Query(label=render.query_label(prompt, image is not None), k=k,
                       vector=encoded.vector, year_from=year_from, year_to=year_to)
         rendered = await bot.run_blocking(render_page, bot.service, query, 0, upload_limit(interaction))
         await send_results(bot, interaction, query, rendered)
