@@ -1,4 +1,6 @@
-"""The moderation policy: asked before every search, by the bot and the command line alike.
+"""The moderation policy: the bot asks it before every search.
+
+The command line (``search_core.cli``) does not: it is an operator's tool on their own collection.
 
 Two kinds of rule, each read from a plain text file (one entry a line, ``#`` comments):
 

@@ -18,7 +18,8 @@ Deliberate limits, each to keep innocent prompts passing:
 - Only *single* characters between separators are joined: ``k i l l`` is caught, but ``sk ill``
   and ``milk illustrations`` are not read as ``kill``; so neither is ``k ill``.
 - A word made only of digits, or digits plus a decade/ordinal suffix (``1850s``, ``55``,
-  ``19th``), is never read as leetspeak, unless the list entry itself contains a digit.
+  ``19th``), is never read as leetspeak, unless the list entry itself contains a digit. Digits
+  mixed with leetspeak symbols are not a number: ``8!tch`` and ``4$$`` are caught, ``455!`` passes.
 - An entry matches its own word only: ``kill`` does not match ``kills``; list each form.
 - A letter typed three or more times counts as two; an entry's single letter accepts one or two,
   its double letter needs two (so ``ass`` does not match ``as``).
@@ -76,8 +77,10 @@ _SEP_RUN = re.compile(rf"{_SEP}+")
 # length: with open-ended ones, a long run of characters that several letters accept ("1111...",
 # both i and l) made the regular expression backtrack for minutes.
 _STRETCHED = re.compile(r"(.)\1{2,}")
-# A numeric word (a year, a count, a decade, an ordinal) is never leetspeak.
-_NUMERIC_GUARD = rf"(?!\d+(?:s|st|nd|rd|th)?(?!{_WORD}))"
+# A numeric word (a year, a count, a decade, an ordinal) is never leetspeak. Checked on the text a
+# match consumed, not by looking ahead from its start: a lookahead cannot tell "455!" (a number, then
+# punctuation) from "8!tch" or "4$$" (a digit, then symbols that stand for letters).
+_NUMBER = re.compile(r"\d+(?:s|st|nd|rd|th)?")
 
 
 @lru_cache(maxsize=4096)
@@ -159,9 +162,7 @@ def term_pattern(term: str) -> str | None:
     for word in words:
         runs = [(m.group()[0], len(m.group())) for m in re.finditer(r"(.)\1*", word)]
         parts.append("".join(_letter_pattern(ch, n) for ch, n in runs))
-    body = f"{_SEP}*".join(parts)
-    guard = "" if any(c.isdigit() for c in "".join(words)) else _NUMERIC_GUARD
-    return rf"{guard}(?:{body})(?!{_WORD})"
+    return rf"(?:{f'{_SEP}*'.join(parts)})(?!{_WORD})"
 
 
 class TermMatcher:
@@ -169,12 +170,14 @@ class TermMatcher:
 
     def __init__(self, terms: Sequence[str]):
         self._rules: list[int] = []          # group number -> index of the entry in `terms`
+        self._has_digit: list[bool] = []     # group number -> whether the entry is spelled with digits
         alternatives = []
         for i, term in enumerate(terms):
             pattern = term_pattern(term)
             if pattern is not None:
                 alternatives.append(f"({pattern})")
                 self._rules.append(i)
+                self._has_digit.append(any(c.isdigit() for c in canonical(term)))
         # Each entry must start a word: asked once per position rather than once per entry.
         self._regex = re.compile(rf"(?<!{_WORD})(?:{'|'.join(alternatives)})") if alternatives else None
 
@@ -186,7 +189,21 @@ class TermMatcher:
         if self._regex is None:
             return None
         for reading in readings(prompt):
-            m = self._regex.search(reading)
-            if m is not None:
-                return self._rules[m.lastindex - 1]
+            pos = 0
+            while (m := self._regex.search(reading, pos)) is not None:
+                rule = m.lastindex - 1
+                if self._has_digit[rule] or not self._starts_with_number(m.group()):
+                    return self._rules[rule]
+                pos = m.start() + 1             # a year or a count, not leetspeak: look further on
         return None
+
+    @staticmethod
+    def _starts_with_number(matched: str) -> bool:
+        """Whether a match's first word is a plain number ("455", "1850s", "19th").
+
+        Such a match read digits as letters, which an entry spelled without digits must not do:
+        "455" is a count, not "ass". Only digits and a decade or ordinal suffix count as a number,
+        so "8!tch" and "4$$" (digits mixed with symbols that stand for letters) are still caught.
+        """
+        first = _SEP_RUN.split(matched, maxsplit=1)[0]
+        return _NUMBER.fullmatch(first) is not None

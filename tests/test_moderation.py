@@ -115,6 +115,30 @@ def test_numbers_are_not_read_as_leetspeak(prompt):
     assert policy.check_text(prompt).allowed
 
 
+@pytest.mark.parametrize("prompt", ["8!tch", "8 ! t c h"])
+def test_leading_digit_then_leet_symbols_is_refused(prompt):
+    """A digit standing for the first letter, followed by symbols for letters, is not a number."""
+    assert ModerationPolicy(["bitch"]).check_text(f"the {prompt} here").category == BLOCKED_TERM
+
+
+@pytest.mark.parametrize("prompt", ["4$$", "4 $ $"])
+def test_digit_then_only_leet_symbols_is_refused(prompt):
+    """A word of one digit and symbols standing for letters ("4$$") is leetspeak, not a number."""
+    assert ModerationPolicy(["ass"]).check_text(f"the {prompt} here").category == BLOCKED_TERM
+
+
+@pytest.mark.parametrize("prompt", ["455!", "1855!", "in 1855, a map", "the 19th!", "(455)"])
+def test_numbers_before_punctuation_are_not_read_as_leetspeak(prompt):
+    """A number followed by punctuation that is also a leetspeak symbol is still just a number."""
+    policy = ModerationPolicy(["ss", "ass", "bss"])
+    assert policy.check_text(prompt).allowed
+
+
+def test_number_does_not_hide_a_later_blocked_term():
+    """Skipping a number read as leetspeak goes on to find a blocked term later in the prompt."""
+    assert ModerationPolicy(["ass"]).check_text("455 and 4$$").category == BLOCKED_TERM
+
+
 def test_term_with_digits_matches_itself():
     """A list entry that is a number is matched as that number, on word boundaries."""
     policy = ModerationPolicy(["1488"])
