@@ -19,7 +19,7 @@ import numpy as np
 
 from search_core.errors import BuildError
 from search_core.layout import IndexInfo
-from search_core.rerank import candidate_count, rerank
+from search_core.rerank import candidate_count, is_exact, rerank
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def build_index(vectors: np.ndarray, spec: str, *, seed: int = 0) -> tuple[faiss
         except RuntimeError as exc:
             raise BuildError(f"Could not build the index {spec!r} on {n} rows: "
                              f"{str(exc).strip().splitlines()[-1]}") from exc
-        if _is_exact(index):
+        if is_exact(index):
             return index, IndexInfo(spec=spec)
         params, recall = tune(index, vectors, seed=seed)
     log.info("index %s: %s, recall@%d %.3f", spec, params, RECALL_K, recall)
@@ -77,10 +77,6 @@ def _training_sample(index: faiss.Index, vectors: np.ndarray, seed: int) -> np.n
         return vectors
     rows = np.random.default_rng(seed).choice(len(vectors), ivf.nlist * TRAIN_POINTS_PER_LIST, replace=False)
     return vectors[np.sort(rows)]
-
-
-def _is_exact(index: faiss.Index) -> bool:
-    return isinstance(faiss.downcast_index(index), faiss.IndexFlat)
 
 
 def _search_param(index: faiss.Index) -> tuple[str, tuple[int, ...]] | None:

@@ -23,7 +23,7 @@ from search_core.collection import Collection
 from search_core.errors import ModelMismatchError, QueryError
 from search_core.images import to_rgb
 from search_core.layout import MODEL_PROBE_MIN_COSINE, MODEL_PROBE_TEXT
-from search_core.rerank import candidate_count, rerank
+from search_core.rerank import candidate_count, is_exact, rerank
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class SearchService:
         self.collection = collection
         self.encoder = encoder
         _check_model(collection, encoder)
-        self._exact_index = _is_exact(collection.index)
+        self._exact_index = is_exact(collection.index)
         self.hidden_rows = np.asarray(collection.rows_for_file_names(hidden_files), dtype=np.int64)
         if self.hidden_rows.size:
             log.info("%d rows hidden from results", self.hidden_rows.size)
@@ -302,13 +302,6 @@ def _hit(rank: int, row: int, score: float, meta: dict[str, Any]) -> Hit:
     return Hit(rank=rank, row=row, score=score, file_name=str(meta.get("file_name") or ""),
                title=opt("title", str), year=opt("year", int), book_id=opt("book_id", str),
                volume=opt("volume", int), page=opt("page", int), image_number=opt("image_number", int))
-
-
-def _is_exact(index: Any) -> bool:
-    """Flat indexes score every row exactly; all others trade recall for speed."""
-    import faiss
-
-    return isinstance(faiss.downcast_index(index), faiss.IndexFlat)
 
 
 def check_page(k: int, offset: int = 0, year_from: int | None = None, year_to: int | None = None) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import faiss
 import numpy as np
+import pytest
 
-from search_core.rerank import candidate_count, rerank
+from search_core.rerank import candidate_count, is_exact, rerank
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
@@ -43,3 +45,11 @@ def test_reads_from_a_memory_map(tmp_path):
 def test_fetches_more_candidates_than_hits():
     """There is always room to re-order: at least twice k, and at least k + 10."""
     assert candidate_count(1) == 11 and candidate_count(10) == 20 and candidate_count(50) == 100
+
+
+@pytest.mark.parametrize("spec, exact", [("Flat", True), ("IVF4,Flat", False), ("HNSW8", False),
+                                         ("IVF4,SQ8", False)])
+def test_is_exact_only_for_flat_indexes(spec, exact):
+    """Only a Flat index scores every row exactly; IVF and HNSW hits need the re-rank."""
+    index = faiss.index_factory(8, spec, faiss.METRIC_INNER_PRODUCT)
+    assert is_exact(index) is exact
