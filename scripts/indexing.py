@@ -3,8 +3,9 @@
 Ids are row numbers (vectors are added in row order, no id map) and the metric is inner
 product, which is cosine on the L2-normalised vectors. An approximate index gets the smallest
 search setting (nprobe for IVF, efSearch for HNSW) whose recall@10 against exact search on a
-sample of the collection's own rows, after search_core's exact re-rank, reaches TARGET_RECALL; the setting and the measured recall
-go into IndexInfo, so search_core applies the same setting and users can see what they get.
+sample of the collection's own rows (each not counting itself), after search_core's exact
+re-rank, reaches TARGET_RECALL; the setting and the measured recall go into IndexInfo, so
+search_core applies the same setting and users can see what they get.
 """
 
 from __future__ import annotations
@@ -91,23 +92,32 @@ def _search_param(index: faiss.Index) -> tuple[str, tuple[int, ...]] | None:
 
 
 def tune(index: faiss.Index, vectors: np.ndarray, *, seed: int = 0) -> tuple[dict[str, int], float]:
-    """Smallest setting reaching TARGET_RECALL (else the best tried); returns (params, recall)."""
+    """Smallest setting reaching TARGET_RECALL (else the best tried); returns (params, recall).
+
+    The queries are a sample of the collection's own rows, and each query's own row is left out
+    of both the exact truth and what the index finds: a row always finds itself, so counting it
+    would be a free hit per query, report a recall users' queries do not get, and stop the
+    tuning at too small a setting.
+    """
     rng = np.random.default_rng(seed)
     n = len(vectors)
+    k = min(RECALL_K, n - 1)
+    if k < 1:
+        return {}, 1.0     # a single row: there is no other row to miss
     sample = rng.choice(n, size=min(RECALL_QUERIES, n), replace=False)
     queries = vectors[sample]
-    k = min(RECALL_K, n)
-    _, truth = faiss.knn(queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
+    _, nearest = faiss.knn(queries, vectors, k + 1, metric=faiss.METRIC_INNER_PRODUCT)
+    truth = np.array([_without(rows, own, k) for rows, own in zip(nearest.tolist(), sample.tolist())])
 
     knob = _search_param(index)
     if knob is None:
-        return {}, recall_at_k(index, queries, truth, vectors)
+        return {}, recall_at_k(index, queries, truth, vectors, query_rows=sample)
     name, steps = knob
     space = faiss.ParameterSpace()
     best: tuple[dict[str, int], float] = ({}, -1.0)
     for value in steps:
         space.set_index_parameter(index, name, value)
-        recall = recall_at_k(index, queries, truth, vectors)
+        recall = recall_at_k(index, queries, truth, vectors, query_rows=sample)
         log.debug("%s=%d: recall@%d %.3f", name, value, k, recall)
         if recall > best[1]:
             best = ({name: value}, recall)
@@ -120,19 +130,29 @@ def tune(index: faiss.Index, vectors: np.ndarray, *, seed: int = 0) -> tuple[dic
     return best
 
 
+def _without(rows: list[int], own: int, k: int) -> list[int]:
+    """The first k of ``rows`` other than ``own`` (the query's own row)."""
+    return [r for r in rows if r != own][:k]
+
+
 def recall_at_k(index: faiss.Index, queries: np.ndarray, truth: np.ndarray,
-                vectors: np.ndarray | None = None) -> float:
+                vectors: np.ndarray | None = None, query_rows: np.ndarray | None = None) -> float:
     """Share of the exact top-k ids that search returns in its top-k.
 
     With ``vectors`` (the embeddings), candidates are re-ranked exactly as search_core does for
-    an approximate index, so this is the recall users get.
+    an approximate index, so this is the recall users get. With ``query_rows`` (the rows the
+    queries were taken from), each query's own row is dropped from what search found, as it
+    must be from ``truth``: it is not a neighbour to find.
     """
     k = truth.shape[1]
+    fetch = k if query_rows is None else k + 1
     if vectors is None:
-        _, found = index.search(queries, k)
+        _, found = index.search(queries, fetch)
         found_rows = found.tolist()
     else:
-        _, candidates = index.search(queries, candidate_count(k))
-        found_rows = [rerank(vectors, q, c, k)[1].tolist() for q, c in zip(queries, candidates)]
+        _, candidates = index.search(queries, candidate_count(fetch))
+        found_rows = [rerank(vectors, q, c, fetch)[1].tolist() for q, c in zip(queries, candidates)]
+    if query_rows is not None:
+        found_rows = [_without(f, own, k) for f, own in zip(found_rows, query_rows.tolist())]
     hits = sum(len(set(t) & set(f)) for t, f in zip(truth.tolist(), found_rows))
     return hits / truth.size

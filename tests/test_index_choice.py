@@ -6,8 +6,9 @@ import faiss
 import numpy as np
 import pytest
 
+import scripts.indexing
 from scripts.index_choice import choose_index, ivf_nlist, resolve_index_spec
-from scripts.indexing import TARGET_RECALL, build_index
+from scripts.indexing import TARGET_RECALL, build_index, tune
 from search_core.errors import BuildError
 
 
@@ -107,3 +108,20 @@ def test_unknown_factory_string_is_a_build_error():
     """A spec FAISS cannot parse is one clear BuildError, not a SWIG traceback."""
     with pytest.raises(BuildError, match="does not understand"):
         build_index(clustered_unit_vectors(50, 8, 2), "NoSuchIndex99")
+
+
+def test_tuning_does_not_count_a_query_finding_itself(monkeypatch):
+    """A query row finding itself is no hit: an index that finds nothing else scores recall 0.
+
+    Each IVF list holds one row (the centroids are the rows), so nprobe=1 returns only the
+    query's own row; target 0 makes tune stop at that first setting and report its recall.
+    """
+    x = clustered_unit_vectors(200, 16, 5)
+    quantizer = faiss.IndexFlatIP(16)
+    quantizer.add(x)
+    index = faiss.IndexIVFFlat(quantizer, 16, len(x), faiss.METRIC_INNER_PRODUCT)
+    index.add(x)
+    monkeypatch.setattr(scripts.indexing, "TARGET_RECALL", 0.0)
+    params, recall = tune(index, x)
+    assert params == {"nprobe": 1}
+    assert recall == 0.0
