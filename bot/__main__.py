@@ -40,6 +40,9 @@ def configure_logging(settings: Settings) -> None:
     """Log to stderr (unless the host already configured logging) with the token redacted."""
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)-8s %(name)s: %(message)s")
     logging.getLogger().setLevel(settings.log_level)
+    # At DEBUG discord.http logs request URLs, and follow-up URLs hold interaction tokens (valid for
+    # 15 minutes, enough to post as the bot): that logger stays at INFO whatever the level.
+    logging.getLogger("discord.http").setLevel(max(logging.getLogger().level, logging.INFO))
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, RedactSecret) for f in handler.filters):
             handler.addFilter(RedactSecret(settings.discord_token))

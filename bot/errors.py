@@ -3,9 +3,11 @@
 Order of handling in `ImageBotTree.on_error`:
 1. `Refusal` (an access rule, the rate limit, a bad query): its own sentence.
 2. Any other `app_commands.CheckFailure`: a fixed sentence.
-3. `ImageSearchError` raised by search_core: its message, written for users.
+3. `QueryError` from search_core: its message, about the user's own input.
 4. `discord.NotFound` / `Forbidden`: the interaction is gone or we may not answer; log only.
-5. Anything else: "Something went wrong (ref 7f3a)", with that ref logged beside the traceback.
+5. Anything else, other `ImageSearchError`s included (a broken collection, a model mismatch:
+   their text is for operators and may hold server paths): "Something went wrong (ref 7f3a)",
+   with that ref logged beside the traceback.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import secrets
 import discord
 from discord import app_commands
 
-from search_core.errors import ImageSearchError
+from search_core.errors import QueryError
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +50,9 @@ async def send_private(interaction: discord.Interaction, text: str) -> None:
             interaction.extras["answered"] = True
         else:
             await interaction.followup.send(text, ephemeral=True)
-    except (discord.NotFound, discord.Forbidden):
-        log.info("Interaction %s expired before its private message could be sent", interaction.id)
+    except discord.HTTPException as exc:   # gone (404), not allowed (403), token expired (401)
+        log.info("Interaction %s: its private message could not be sent (%s %s)", interaction.id,
+                 exc.status, type(exc).__name__)
 
 
 def error_message(error: BaseException) -> str | None:
@@ -59,10 +62,8 @@ def error_message(error: BaseException) -> str | None:
         return error.message
     if isinstance(error, app_commands.CheckFailure):
         return GENERIC_CHECK_FAILURE
-    if isinstance(original, ImageSearchError):
+    if isinstance(original, QueryError):
         return str(original) or "That search could not be done."
-    if isinstance(original, (discord.NotFound, discord.Forbidden)):
-        return None
     return None
 
 

@@ -4,7 +4,7 @@ State (the encoded query, filters, page size, offset) lives in the View, not in 
 a query vector does not fit in 100 characters, and the interaction token that lets us edit
 the message dies after 15 minutes anyway. So the view times out a little before that, disables
 its items by editing the message, and a press that arrives for a view that no longer exists
-gets a short private note (`ExpiredViews` in bot/cogs/search.py answers those).
+gets a short private note (`Search.on_interaction` in bot/cogs/search.py answers those).
 """
 
 from __future__ import annotations
@@ -95,10 +95,19 @@ class ResultPager(discord.ui.View):
             return False
         return True
 
-    async def _show(self, interaction: discord.Interaction, offset: int) -> None:
+    async def _show(self, interaction: discord.Interaction, step: int) -> None:
+        """Move `step` pages. The offset is read inside the lock, so two quick presses of Next go
+        two pages, not to the same page twice; a press while a page is still being drawn is
+        acknowledged and dropped, so one user hammering a button cannot queue work on the single
+        model thread in front of everyone else's searches."""
         await interaction.response.defer()  # an update of this message; the 3-second clock stops
         self.last_interaction = interaction
+        if self._lock.locked():
+            return
         async with self._lock:
+            offset = max(0, self.page.offset + step * self.query.k)
+            if offset == self.page.offset or (step > 0 and not self.page.has_next):
+                return
             rendered = await self.bot.run_blocking(render_page, self.bot.service, self.query, offset,
                                                    upload_limit(interaction))
             self.page = rendered.page
@@ -108,11 +117,11 @@ class ResultPager(discord.ui.View):
 
     @discord.ui.button(label="Previous", emoji="◀️", style=discord.ButtonStyle.secondary)
     async def previous_page(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
-        await self._show(interaction, max(0, self.page.offset - self.query.k))
+        await self._show(interaction, -1)
 
     @discord.ui.button(label="Next", emoji="▶️", style=discord.ButtonStyle.secondary)
     async def next_page(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
-        await self._show(interaction, self.page.offset + self.query.k)
+        await self._show(interaction, +1)
 
     @discord.ui.select(placeholder="More like this…", min_values=1, max_values=1,
                        options=[discord.SelectOption(label="-", value="-1")])
@@ -177,9 +186,13 @@ async def send_results(bot: ImageBot, interaction: discord.Interaction, query: Q
     """
     parts = result_message(query, rendered)
     view = ResultPager(bot, interaction.user.id, query, rendered)
-    await interaction.edit_original_response(content="Posting your results…")
-    message = await interaction.followup.send(embed=parts["embed"], files=parts["files"], view=view,
-                                              ephemeral=False, wait=True)
+    try:
+        await interaction.edit_original_response(content="Posting your results…")
+        message = await interaction.followup.send(embed=parts["embed"], files=parts["files"], view=view,
+                                                  ephemeral=False, wait=True)
+    except BaseException:
+        view.stop()   # never posted: drop it from LIVE_PAGERS with its query vector
+        raise
     view.message = message
     interaction.extras["answered"] = True
     try:

@@ -321,6 +321,21 @@ async def test_next_and_previous_pages(env: Env) -> None:
     assert hit_lines(await press.wait_followup()) == first_page
 
 
+async def test_a_press_while_a_page_is_drawn_is_dropped(env: Env) -> None:
+    """Two quick presses of Next: both are acknowledged, one page is drawn (page 2), and nothing
+    queues a second render on the model thread."""
+    user = env.user()
+    msg = await results(await env.search(user=user, prompt="a steam engine", k=4))
+    edits_before = env.fake.live_message(msg).edits
+    first = await env.fake.press_button(msg, button_id(msg, "next"), user=user)
+    second = await env.fake.press_button(msg, button_id(msg, "next"), user=user)
+    assert (await first.wait_response()).type == 6 and (await second.wait_response()).type == 6
+    await asyncio.sleep(1.5)   # ample time for a second render, were one queued
+    live = env.fake.live_message(msg)
+    assert live.edits - edits_before == 1
+    assert [line.split(".**")[0] for line in hit_lines(live)] == ["**5", "**6", "**7", "**8"]
+
+
 async def test_only_the_invoker_may_page(env: Env) -> None:
     """Another user pressing Next gets a private note and the message does not change."""
     owner, other = env.user(), env.user()
@@ -536,3 +551,36 @@ async def test_entry_point_reports_a_refused_token_in_one_line(env: Env, collect
     lines = [line for line in err.splitlines() if line.startswith("imagesearch bot:")]
     assert len(lines) == 1 and "DISCORD_TOKEN" in lines[0]
     assert "Traceback" not in out + err and wrong not in out + err
+
+
+async def test_an_attachment_that_cannot_be_downloaded_gets_a_clear_private_message(env: Env, monkeypatch) -> None:
+    """A 404 from Discord's CDN (the upload expired or was deleted) is the user's problem to fix, said
+    privately; it is not an 'interaction gone' that leaves "thinking…" hanging forever."""
+
+    class Vanished(dict):
+        def get(self, key: Any, default: Any = None) -> Any:
+            return None
+
+    path = env.far_image
+    monkeypatch.setattr(env.fake, "attachments", Vanished(env.fake.attachments))
+    inter = await env.search(attachments={"image": (path.read_bytes(), "q.jpg", "image/jpeg")})
+    reply = await private_reply(inter)
+    assert "could not be downloaded" in reply.content
+    assert not public_messages(env.fake, inter)
+
+
+async def test_a_broken_collection_is_not_described_to_the_user(env: Env, monkeypatch) -> None:
+    """A CollectionError (its text is for operators and may hold server paths) reaches the user as
+    'Something went wrong (ref …)' only; the details go to the log with the same ref."""
+    from search_core.errors import CollectionError
+
+    def broken(row: int) -> Any:
+        raise CollectionError("Cannot read image 3 in /srv/private/collection/dataset: gone")
+
+    monkeypatch.setattr(env.bot.service.collection, "image", broken)
+    inter = await env.search(prompt="a ship")
+    reply = await private_reply(inter)
+    assert reply.content.startswith("Something went wrong (ref ")
+    assert "/srv/private" not in reply.content
+    ref = reply.content.split("ref ")[1][:4]
+    assert any(ref in line for line in env.logs.lines)

@@ -179,3 +179,24 @@ def test_dev_guild_must_be_an_allowed_guild(env: dict[str, str]) -> None:
     env["IMAGESEARCH_DEV_GUILD"] = "999999999999999999"
     with pytest.raises(ConfigError, match="IMAGESEARCH_DEV_GUILD must be one of IMAGESEARCH_ALLOWED_GUILDS"):
         Settings.from_env(env)
+
+
+def test_debug_logging_keeps_discord_http_at_info(env: dict[str, str]) -> None:
+    """Even at DEBUG, discord.http (whose request URLs hold interaction tokens) logs at INFO at most."""
+    import logging
+
+    from bot.__main__ import configure_logging
+
+    root, http = logging.getLogger(), logging.getLogger("discord.http")
+    saved = (root.level, http.level, list(root.handlers))
+    try:
+        env["IMAGESEARCH_LOG_LEVEL"] = "DEBUG"
+        configure_logging(Settings.from_env(env))
+        assert root.level == logging.DEBUG
+        assert not http.isEnabledFor(logging.DEBUG)
+    finally:
+        root.setLevel(saved[0])
+        http.setLevel(saved[1])
+        for handler in root.handlers[:]:
+            if handler not in saved[2]:
+                root.removeHandler(handler)

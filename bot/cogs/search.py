@@ -133,7 +133,11 @@ class Search(commands.Cog):
 
         picture = None
         if image is not None:
-            data = await image.read()
+            try:
+                data = await image.read()
+            except discord.HTTPException as exc:
+                raise QueryError("The attached image could not be downloaded from Discord; "
+                                 "try attaching it again.") from exc
             picture = await bot.run_blocking(load_query_image, data, max_bytes=MAX_ATTACHMENT_BYTES)
 
         encoded = await bot.run_blocking(self._encode, prompt, picture)
