@@ -20,6 +20,12 @@ _BL_NAME = re.compile(
 )
 _YEAR = re.compile(r"^\d{3,4}$")
 
+# The collection stores volume, page and image_number as int32 and year as int32 in 1..9999
+# (search_core.layout); a number outside that range is unknown (None), never a failed build:
+# such names exist (``20230101_0_20230101120000_1_[IMG]_2023.jpg``) and Arrow refuses to store them.
+_INT32_MAX = 2**31 - 1
+_YEARS = range(1, 10_000)
+
 
 @dataclass(frozen=True)
 class ImageMetadata:
@@ -57,14 +63,19 @@ def folder_of(path: str | None) -> str | None:
 
 
 def parse_year(value: object) -> int | None:
-    """A year from an int or a string like '1850' (an imagefolder class name); None otherwise."""
+    """A year in 1..9999 from an int or a string like '1850' (an imagefolder class name); None otherwise."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
-        return value
     if isinstance(value, str) and _YEAR.match(value.strip()):
-        return int(value.strip())
+        value = int(value.strip())
+    if isinstance(value, int) and value in _YEARS:
+        return value
     return None
+
+
+def _int32(value: int) -> int | None:
+    """``value`` if the collection's int32 columns can hold it, else None (unknown)."""
+    return value if -_INT32_MAX - 1 <= value <= _INT32_MAX else None
 
 
 def parse_file_name(file_name: str, folder_year: object = None) -> ImageMetadata:
@@ -79,14 +90,14 @@ def parse_file_name(file_name: str, folder_year: object = None) -> ImageMetadata
     g = match.groupdict()
     return ImageMetadata(
         file_name=file_name,
-        year=int(g["year"]),
+        year=parse_year(int(g["year"])),
         # BL names replace punctuation by spaces ("The Ring and the Book  etc "): tidy for display;
         # the exact text stays in file_name.
         title=" ".join(g["title"].split()) or None,
         book_id=g["book_id"],
-        volume=int(g["volume"]),
-        page=int(g["page"]),
-        image_number=int(g["image_number"]),
+        volume=_int32(int(g["volume"])),
+        page=_int32(int(g["page"])),
+        image_number=_int32(int(g["image_number"])),
     )
 
 
@@ -143,9 +154,12 @@ def _override(row: ImageMetadata, values: dict[str, object]) -> ImageMetadata:
         if key == "year":
             value = parse_year(value) if parse_year(value) is not None else data["year"]
         elif key in _INT_FIELDS:
+            # Unusable (not a number, or out of int32 range): the file name's value stands.
             try:
-                value = int(value)  # type: ignore[arg-type]
-            except (TypeError, ValueError):
+                value = _int32(int(value))  # type: ignore[arg-type]
+            except (TypeError, ValueError, OverflowError):
+                value = None
+            if value is None:
                 value = data[key]
         else:
             value = str(value)

@@ -219,6 +219,28 @@ def test_bad_files_are_skipped_and_listed(tmp_path: Path, tiny_clip: Path):
     assert layout.Manifest.read(tmp_path / "out").skipped == len(BAD_FILES)
 
 
+def test_name_with_huge_numbers_builds_with_those_fields_unknown(tmp_path: Path, tiny_clip: Path):
+    """A BL-pattern name whose page overflows int32 never fails the build: the page is None."""
+    name = "20230101_0_20230101120000_1_[IMG]_2023.jpg"
+    (tmp_path / "src").mkdir()
+    draw_image(3).save(tmp_path / "src" / name, "JPEG")
+    assert build(tmp_path / "src", tmp_path / "out", tiny_clip).rows == 1
+    row = datasets.load_from_disk(str(tmp_path / "out" / layout.DATASET_DIR))[0]
+    assert (row["file_name"], row["year"], row["page"], row["image_number"]) == (name, 2023, None, 1)
+
+
+def test_source_integer_columns_out_of_int32_range_do_not_fail_the_build(tmp_path: Path, tiny_clip: Path):
+    """Source page/year columns the collection cannot store leave the file name's values."""
+    rows = saved_rows(2)
+    rows["page"], rows["year"] = [2**40, 7], [20230101, 1850]
+    features = saved_features()
+    features["page"], features["year"] = datasets.Value("int64"), datasets.Value("int64")
+    datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(tmp_path / "saved"))
+    assert build(tmp_path / "saved", tmp_path / "out", tiny_clip).rows == 2
+    ds = datasets.load_from_disk(str(tmp_path / "out" / layout.DATASET_DIR))
+    assert (ds["year"][:], ds["page"][:]) == ([1850, 1900], [7, 10])
+
+
 def test_source_with_only_bad_files_is_a_build_error(tmp_path: Path, tiny_clip: Path):
     """No readable image at all is one clear error, and nothing is written at OUT."""
     (tmp_path / "bad").mkdir()

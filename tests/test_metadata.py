@@ -11,6 +11,7 @@ from scripts.metadata import (
     file_name_of,
     folder_of,
     parse_file_name,
+    parse_year,
     year_order,
 )
 
@@ -103,3 +104,27 @@ def test_single_year_folder_without_label_still_gives_year():
     ds = datasets.Dataset.from_dict({"image": [{"bytes": None, "path": "/x/1890/scan.jpg"}]},
                                     features=datasets.Features({"image": datasets.Image(decode=False)}))
     assert dataset_metadata(ds, "image")[0].year == 1890
+
+
+def test_numbers_too_big_for_the_collection_are_unknown():
+    """A BL-pattern name whose numbers overflow int32 keeps its year and text; the numbers are None."""
+    meta = parse_file_name("20230101_0_20230101120000_1_[IMG]_2023.jpg")
+    assert (meta.year, meta.book_id, meta.volume, meta.page, meta.image_number) == (
+        2023, "20230101", 0, None, 1)
+
+
+@pytest.mark.parametrize("value", [0, -5, 10_000, 20230101, "0000"])
+def test_years_outside_1_to_9999_are_unknown(value):
+    """A year column or folder outside 1..9999 (a date, a zero placeholder) gives no year."""
+    assert parse_year(value) is None
+
+
+def test_source_number_column_out_of_int32_range_keeps_the_names_value():
+    """A curated page/year column value the collection cannot store is ignored, not stored."""
+    ds = datasets.Dataset.from_dict(
+        {"image": [{"bytes": None, "path": "/x/000000001_0_000012_1_[T]_1890.jpg"}],
+         "page": [2**40], "year": [20230101]},
+        features=datasets.Features({"image": datasets.Image(decode=False), "page": datasets.Value("int64"),
+                                    "year": datasets.Value("int64")}))
+    meta = dataset_metadata(ds, "image")[0]
+    assert (meta.page, meta.year) == (12, 1890)
