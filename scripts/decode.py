@@ -2,18 +2,22 @@
 
 Every way a file can be bad (missing, zero bytes, truncated, not an image, a decompression
 bomb) becomes an `UnusableImage` with a short reason, so the build skips and lists it instead of
-crashing. PIL's DecompressionBombWarning is treated as an error: an image that large would
-stall or exhaust memory long before it was worth embedding.
+crashing. Decoding is `search_core.images.decode_image`, the query path's decoder, so a file is
+embedded exactly as it is later searched with (EXIF rotation, 16-bit scans, transparency).
 """
 
 from __future__ import annotations
 
-import io
-import warnings
 from typing import Any
 
 import fsspec
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+
+from search_core.images import UndecodableImage, decode_image
+
+# Pillow's default MAX_IMAGE_PIXELS (~89 MP), past which it warns of a decompression bomb: larger
+# than a chat upload's limit because archive scans can be large, and checked from the header.
+MAX_SOURCE_PIXELS = 89_478_485
 
 
 class UnusableImage(Exception):
@@ -39,22 +43,12 @@ def read_bytes(item: Any) -> bytes:
         raise UnusableImage(f"unreadable file: {exc.strerror or type(exc).__name__}") from None
 
 
-def decode(data: bytes) -> Image.Image:
-    """A fully loaded RGB image; UnusableImage for anything PIL cannot decode completely."""
-    if not data:
-        raise UnusableImage("empty file (0 bytes)")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            with Image.open(io.BytesIO(data)) as im:
-                im.load()   # decode now: a truncated file fails here, not later in a worker
-                return im.convert("RGB")
-        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-            raise UnusableImage(f"decompression bomb refused ({exc})") from None
-        except UnidentifiedImageError:
-            raise UnusableImage("not an image file") from None
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise UnusableImage(f"broken image: {exc}") from None
+def decode(data: bytes, *, max_pixels: int = MAX_SOURCE_PIXELS) -> Image.Image:
+    """A fully loaded RGB image; UnusableImage, with decode_image's short reason, for anything else."""
+    try:
+        return decode_image(data, max_pixels=max_pixels)
+    except UndecodableImage as exc:
+        raise UnusableImage(exc.reason) from None
 
 
 def load_image(item: Any) -> Image.Image:

@@ -1,4 +1,5 @@
-"""Safe loading of untrusted query images (CLI ``--image``, Discord attachments).
+"""Safe decoding of untrusted images: query images (CLI ``--image``, Discord attachments) and,
+through the same `decode_image`, the build's source images.
 
 An upload can be anything: empty, huge, a PDF renamed .jpg, a truncated JPEG, or a tiny file
 that decodes to billions of pixels. Each is refused with a `QueryError` the user can read, and
@@ -9,13 +10,12 @@ from __future__ import annotations
 
 import io
 import logging
-import struct
-import warnings
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from search_core.errors import QueryError
+from search_core.errors import ImageSearchError, QueryError
 
 log = logging.getLogger(__name__)
 
@@ -25,45 +25,88 @@ MAX_QUERY_BYTES = 20 * 1024 * 1024
 MAX_QUERY_PIXELS = 40_000_000
 # The formats people upload; restricting Image.open to these keeps exotic decoders off the path.
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+_FORMAT_NAMES = {"WEBP": "WebP"}
 BACKGROUND = (255, 255, 255)
+
+
+class UndecodableImage(ImageSearchError):
+    """`decode_image` refused the bytes.
+
+    The message is a sentence for the person who sent the image; `reason` is the short phrase a
+    build lists in skipped.jsonl.
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def decode_image(data: bytes, *, max_pixels: int, formats: Sequence[str] | None = None) -> Image.Image:
+    """Encoded bytes to a fully loaded 8-bit RGB image, upright as it is displayed.
+
+    The one decoder for the build and for query images: if the build
+    embedded a file differently from how a query decodes it (unrotated, a 16-bit scan clipped to
+    white, the hidden colour under transparent pixels), that file would not find itself.
+    The pixel count is compared with ``max_pixels`` from the header, before any pixel is decoded,
+    rather than through Pillow's DecompressionBombWarning: warnings filters are process-wide and
+    not thread-safe, and the build decodes in many threads. Animated images give their first frame.
+    Raises UndecodableImage for every way the bytes can fail to decode.
+    """
+    if not data:
+        raise UndecodableImage("The image file is empty (0 bytes).", "empty file (0 bytes)")
+    try:
+        img = Image.open(io.BytesIO(data), formats=formats)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Pillow's own guard: an error past twice its limit (a warning only where warnings are errors).
+        raise _bomb(exc) from exc
+    except UnidentifiedImageError as exc:
+        accepted = f" in a supported format ({_names(formats)})" if formats else ""
+        raise UndecodableImage(f"The file is not an image{accepted}.", "not an image file") from exc
+    except Exception as exc:   # untrusted bytes: see _broken
+        raise _broken(exc) from exc
+    width, height = img.size
+    if width * height > max_pixels:
+        raise UndecodableImage(
+            f"The image is too large ({width} x {height} pixels); the limit is {max_pixels / 1e6:g} megapixels.",
+            f"decompression bomb refused ({width} x {height} pixels, limit {max_pixels})")
+    try:
+        img.seek(0)
+        img.load()   # decode now: a truncated file fails here, not later in a worker
+        img = ImageOps.exif_transpose(img)
+    except Image.DecompressionBombError as exc:
+        raise _bomb(exc) from exc
+    except Exception as exc:   # untrusted bytes: see _broken
+        raise _broken(exc) from exc
+    return to_rgb(img)
+
+
+def _bomb(exc: Exception) -> UndecodableImage:
+    return UndecodableImage("The image has too many pixels to process.", f"decompression bomb refused ({exc})")
+
+
+def _broken(exc: Exception) -> UndecodableImage:
+    """Any exception from Pillow while it parses a file means the file is broken. Its plugins raise
+    many types for malformed input (OSError, SyntaxError, ValueError, EOFError, IndexError,
+    struct.error, a BLP's NotImplementedError, ...) and the set changes between versions, so
+    catching a list would let the next one stop a build on every resume."""
+    return UndecodableImage("The image file is damaged or incomplete.",
+                            f"broken image: {exc or type(exc).__name__}")
 
 
 def load_query_image(data: bytes, *, max_bytes: int = MAX_QUERY_BYTES,
                      max_pixels: int = MAX_QUERY_PIXELS) -> Image.Image:
     """Decode an uploaded image to RGB, or raise QueryError with a sentence for the user.
 
+    Decoded by `decode_image`, exactly as the build decoded the collection, so a photo finds itself.
     Animated images give their first frame. EXIF rotation is applied, so a phone photo is
     searched the way it looks.
     """
-    if not data:
-        raise QueryError("The image file is empty (0 bytes).")
     if len(data) > max_bytes:
         raise QueryError(f"The image file is too large ({_mb(len(data))}); the limit is {_mb(max_bytes)}.")
-    with warnings.catch_warnings():
-        # Pillow warns (and past twice its own limit, raises) about large images; we check our own limit.
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            img = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
-        except Image.DecompressionBombError as exc:
-            raise QueryError("The image has too many pixels to process.") from exc
-        except UnidentifiedImageError as exc:
-            raise QueryError("The file is not an image in a supported format "
-                             "(JPEG, PNG, WebP, GIF, BMP or TIFF).") from exc
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            raise QueryError("The image file is damaged or incomplete.") from exc
-        width, height = img.size
-        if width * height > max_pixels:
-            raise QueryError(f"The image is too large ({width} x {height} pixels); the limit is "
-                             f"{max_pixels / 1e6:g} megapixels.")
-        try:
-            img.seek(0)
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            return to_rgb(img)
-        except Image.DecompressionBombError as exc:
-            raise QueryError("The image has too many pixels to process.") from exc
-        except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as exc:
-            raise QueryError("The image file is damaged or incomplete.") from exc
+    try:
+        return decode_image(data, max_pixels=max_pixels, formats=ACCEPTED_FORMATS)
+    except UndecodableImage as exc:
+        raise QueryError(str(exc)) from exc
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -96,6 +139,12 @@ def _scale_to_l(img: Image.Image) -> Image.Image:
     else:  # 16-bit samples (mode "I" from a 16-bit PNG or TIFF holds 0..65535)
         arr = arr / 257.0
     return Image.fromarray(np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8), mode="L")
+
+
+def _names(formats: Sequence[str]) -> str:
+    """("JPEG", "PNG", "WEBP") -> "JPEG, PNG or WebP"."""
+    names = [_FORMAT_NAMES.get(f, f) for f in formats]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def _mb(n: int) -> str:
