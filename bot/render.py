@@ -13,7 +13,6 @@ from typing import Any
 
 import discord
 
-CONTENT_LIMIT = 2000
 EMBED_TITLE_LIMIT = 256
 EMBED_DESCRIPTION_LIMIT = 4096
 EMBED_FOOTER_LIMIT = 2048
@@ -100,7 +99,3 @@ def select_option_text(hit: Any) -> tuple[str, str]:
     year = f" ({hit.year})" if getattr(hit, "year", None) is not None else ""
     label = clip(f"{hit.rank}. {clip(str(title), OPTION_TEXT_LIMIT - len(year) - 6)}{year}", OPTION_TEXT_LIMIT)
     return label, clip(no_breaks(hit.file_name), OPTION_TEXT_LIMIT)
-
-
-def embed_size_ok(embed: discord.Embed) -> bool:
-    return len(embed) <= EMBED_TOTAL_LIMIT

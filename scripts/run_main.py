@@ -13,6 +13,8 @@ from pathlib import Path
 
 from dotenv import find_dotenv, load_dotenv
 
+from search_core.layout import MANIFEST
+
 SEED_SAMPLE_URL = "https://zenodo.org/record/6224034/files/embellishments_sample.zip?download=1"
 DEFAULT_COLLECTION = Path("collections/embellishments-sample")
 DEMO_PROMPT = "A steam engine"
@@ -29,7 +31,7 @@ def main() -> int:
     from search_core.cli import main as search_main
 
     collection = Path(os.environ.get("IMAGESEARCH_COLLECTION") or DEFAULT_COLLECTION)
-    if not (collection / "manifest.json").exists():
+    if not (collection / MANIFEST).exists():
         print(f"No collection at {collection}: building the seed's embellishments sample "
               "(downloads the images and the clip-ViT-B-32 model).", file=sys.stderr)
         collection.parent.mkdir(parents=True, exist_ok=True)

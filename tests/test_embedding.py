@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
-import threading
-
 import numpy as np
 import pytest
 
@@ -18,16 +14,10 @@ def encoder(tiny_clip) -> Encoder:
     return Encoder.load(str(tiny_clip), device="cpu", precision="fp32")
 
 
-def _batches(items, size, seen_policies=None):
+def _batches(items, size):
     for start in range(0, len(items), size):
         chunk = items[start:start + size]
-
-        def fetch(chunk=chunk):
-            if seen_policies is not None:
-                seen_policies.append(os.sched_getscheduler(threading.get_native_id()))
-            return chunk
-
-        yield list(range(start, start + len(chunk))), fetch
+        yield list(range(start, start + len(chunk))), (lambda chunk=chunk: chunk)
 
 
 def test_stream_keeps_order_and_matches_direct_encoding(encoder, sample_images):
@@ -51,13 +41,3 @@ def test_a_broken_file_is_listed_not_raised(encoder, sample_images, tmp_path):
     (batch,) = list(embed_stream(encoder, _batches(items, 2)))
     assert batch.positions == [0] and batch.vectors.shape[0] == 1
     assert [pos for pos, _ in batch.skipped] == [1]
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SCHED_IDLE is Linux's")
-def test_on_a_cpu_preparation_runs_at_idle_priority(encoder, sample_images):
-    """The preparing thread must not pre-empt the model's OpenMP threads on a CPU."""
-    _, samples = sample_images
-    items = [{"path": str(s.path), "bytes": None} for s in samples[:6]]
-    policies: list[int] = []
-    list(embed_stream(encoder, _batches(items, 2, policies)))
-    assert policies and set(policies) == {os.SCHED_IDLE}
