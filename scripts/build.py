@@ -2,13 +2,17 @@
 
 Stages, with files between them so a crash costs little:
 1. open the source and read every row's metadata; order rows by year;
-2. embed in shards into a work folder beside OUT (``.OUT.build-<key>``); the key hashes the
-   arguments that change embeddings and the source's file list, so a re-run with the same
-   arguments skips the shards already written;
+2. embed in shards of SHARD_ROWS rows into one work folder beside OUT (``.OUT.build``); its
+   state.json holds a key hashing the arguments that change embeddings, the source's file list
+   and the row order, so a re-run with the same key skips the shards already written (whatever
+   its --batch-size) and any other key starts the folder afresh;
 3. build and tune the FAISS index;
 4. write the collection into a temporary folder beside OUT and rename it into place (an
    existing collection is moved aside first and deleted only once the new one is in place), so a
-   reader never sees half a collection.
+   reader never sees half a collection. A build killed part way through this is tidied up by
+   the next one (see _clean_leftovers).
+
+Two builds to the same OUT at once are not supported: they would share the work folder.
 """
 
 from __future__ import annotations
@@ -43,7 +47,10 @@ from search_core.layout import IndexInfo, Manifest
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = {"cpu": 32, "cuda": 256}      # measured best per device (anchors/)
-SHARD_BATCHES = 32                          # batches per shard: what a crash can cost at most
+# Rows per shard, what a crash can cost at most (about 40 s on a CPU, seconds on a GPU). Fixed,
+# not a number of batches, so a retry with a smaller --batch-size (after running out of GPU
+# memory) still resumes.
+SHARD_ROWS = 2048
 STATE = "state.json"
 
 
@@ -72,6 +79,7 @@ def build_collection(source: str, out: Path, *, model: str = DEFAULT_MODEL, batc
     """Build (or rebuild) the collection at `out` from `source`. Raises BuildError."""
     started = time.perf_counter()
     out = Path(out).expanduser().absolute()
+    _clean_leftovers(out)
     _check_out(out)
 
     src = open_source(source)
@@ -85,10 +93,10 @@ def build_collection(source: str, out: Path, *, model: str = DEFAULT_MODEL, batc
     encoder = _load_encoder(model, resolve_device(device), precision)
     device, precision = encoder.device, encoder.precision
     batch_size = batch_size or BATCH_SIZE["cuda" if device.startswith("cuda") else "cpu"]
-    shard_size = shard_size or batch_size * SHARD_BATCHES
+    shard_size = shard_size or SHARD_ROWS
 
-    key = _resume_key(src, model=model, precision=precision, batch_size=batch_size, shard_size=shard_size)
-    work = out.parent / f".{out.name}.build-{key[:16]}"
+    key = _resume_key(src, order, model=model, precision=precision, shard_size=shard_size)
+    work = _work_folder(out)
 
     embed_started = time.perf_counter()
     embedded, resumed = _embed_shards(encoder, src, order, work, key=key, batch_size=batch_size,
@@ -142,11 +150,61 @@ def _check_out(out: Path) -> None:
     """Never replace something that is not a collection: that would lose the user's files."""
     if out.exists() and not out.is_dir():
         raise BuildError(f"Output {out} exists and is a file, not a collection folder.")
-    if out.is_dir() and any(out.iterdir()) and not (out / layout.MANIFEST).is_file():
-        raise BuildError(f"Output folder {out} is not empty and is not a collection; "
+    if out.is_dir() and any(out.iterdir()) and not _is_collection(out):
+        raise BuildError(f"Output folder {out} is not empty and is not a collection (no {layout.MANIFEST} "
+                         f"of format {layout.FORMAT_VERSION} beside {layout.DATASET_DIR}/ or {layout.INDEX}); "
                          "refusing to replace it. Choose another --out.")
     if not out.parent.is_dir():
         raise BuildError(f"The folder {out.parent} for the output does not exist.")
+
+
+def _is_collection(folder: Path) -> bool:
+    """Whether `folder` is a collection this version wrote, so replacing it loses nothing else.
+
+    A manifest.json alone is not enough: plenty of other things (web apps, browser extensions)
+    have one, and replacing their folder would delete the user's work.
+    """
+    try:
+        manifest = Manifest.read(folder)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return False
+    return manifest.format_version == layout.FORMAT_VERSION and (
+        (folder / layout.DATASET_DIR).is_dir() or (folder / layout.INDEX).is_file())
+
+
+def _work_folder(out: Path) -> Path:
+    return out.parent / f".{out.name}.build"
+
+
+def _leftovers(out: Path, kind: str) -> list[Path]:
+    """Folders beside OUT named ``.OUT.<kind>-*``, newest first (prefix match: OUT may hold glob characters)."""
+    prefix = f".{out.name}.{kind}-"
+    found = [p for p in out.parent.iterdir() if p.name.startswith(prefix)]
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def _clean_leftovers(out: Path) -> None:
+    """Undo what a killed build left beside OUT, before anything else looks at OUT.
+
+    A kill between _replace's two renames leaves no OUT and the old collection in
+    ``.OUT.old-<pid>``: it is renamed back (the newest, should there be several). With a
+    collection at OUT, other ``.OUT.old-*`` folders are collections already replaced. Those,
+    ``.OUT.tmp-*`` (half-written collections) and ``.OUT.build-<key>`` (work folders of earlier
+    versions, one per key, never reused now) are deleted, as the killed build would have done.
+    """
+    if not out.parent.is_dir():
+        return
+    olds = _leftovers(out, "old")
+    if olds and not out.exists():
+        log.warning("restoring %s from %s, left there by a build that was stopped while replacing it",
+                    out, olds[0].name)
+        os.rename(olds.pop(0), out)
+    stale = _leftovers(out, "tmp") + _leftovers(out, "build")
+    if out.is_dir() and _is_collection(out):
+        stale += olds
+    for stale_folder in stale:
+        log.info("removing %s, left by an earlier build that was stopped", stale_folder)
+        shutil.rmtree(stale_folder, ignore_errors=True)
 
 
 def _load_encoder(model: str, device: str, precision: str) -> Encoder:
@@ -162,10 +220,37 @@ def _load_encoder(model: str, device: str, precision: str) -> Encoder:
     return encoder
 
 
-def _resume_key(src: Source, **args: Any) -> str:
-    """Hash of what decides the embeddings: arguments and the source's file list."""
+def _resume_key(src: Source, order: list[int], **args: Any) -> str:
+    """Hash of what decides the shards: arguments, the source's file list and the row order.
+
+    Shards store positions in `order` (the year-sorted source rows), so the order is part of the
+    key: should a year column or the year parsing change between runs, old shards would
+    otherwise put embeddings on the wrong rows, silently.
+    """
     payload = json.dumps({"source": src.description, **args}, sort_keys=True)
-    return hashlib.sha256((payload + source_signature(src.dataset, src.image_column)).encode()).hexdigest()
+    digest = hashlib.sha256((payload + source_signature(src.dataset, src.image_column)).encode())
+    digest.update(np.asarray(order, dtype=np.int64).tobytes())
+    return digest.hexdigest()
+
+
+def _open_work(work: Path, key: str, rows: int, shard_size: int) -> None:
+    """Make `work` hold only shards of `key`: shards of any other key (state.json) are deleted.
+
+    One work folder per OUT bounds the disk a series of interrupted builds can fill (about
+    2 GB per million rows) to one build's worth.
+    """
+    state = work / STATE
+    try:
+        same = json.loads(state.read_text(encoding="utf-8"))["key"] == key
+    except (OSError, ValueError, KeyError, TypeError):
+        same = False
+    if same:
+        return
+    if work.exists():
+        log.info("discarding the shards in %s: another source, order or settings wrote them", work)
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    _atomic_write_bytes(state, json.dumps({"key": key, "rows": rows, "shard_size": shard_size}).encode())
 
 
 def _n_shards(n: int, shard_size: int) -> int:
@@ -179,10 +264,7 @@ def _shard_path(work: Path, shard: int) -> Path:
 def _embed_shards(encoder: Encoder, src: Source, order: list[int], work: Path, *, key: str,
                   batch_size: int, shard_size: int, progress: bool) -> tuple[int, int]:
     """Embed every shard not already in `work`; returns (images embedded now, rows resumed)."""
-    work.mkdir(parents=True, exist_ok=True)
-    state = work / STATE
-    if not state.exists():
-        _atomic_write_bytes(state, json.dumps({"key": key, "rows": len(order), "shard_size": shard_size}).encode())
+    _open_work(work, key, len(order), shard_size)
     n = len(order)
     todo = [s for s in range(_n_shards(n, shard_size)) if not _shard_path(work, s).exists()]
     resumed = n - sum(min(shard_size, n - s * shard_size) for s in todo)

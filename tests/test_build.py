@@ -314,6 +314,25 @@ def test_rebuild_replaces_collection_and_leaves_no_leftovers(existing: Path, tin
     assert [p.name for p in existing.parent.iterdir() if p.name.startswith(".coll")] == []
 
 
+def test_collection_left_aside_by_a_killed_replace_is_restored(tmp_path: Path, collection_dir: Path,
+                                                                sample_images):
+    """Killed between _replace's renames (no OUT, old one aside): the next build puts it back."""
+    shutil.copytree(collection_dir, tmp_path / ".coll.old-4242")
+    with pytest.raises(BuildError, match="Could not load model"):
+        build(sample_images[0], tmp_path / "coll", Path("/nonexistent/model"))
+    assert snapshot(tmp_path / "coll") == snapshot(collection_dir)
+    assert not (tmp_path / ".coll.old-4242").exists()
+
+
+def test_half_written_collection_of_a_killed_build_is_removed(tmp_path: Path, sample_images):
+    """A ``.OUT.tmp-<pid>`` left by a build killed while writing is deleted by the next build."""
+    (tmp_path / ".coll.tmp-4242" / "dataset").mkdir(parents=True)
+    (tmp_path / ".coll.tmp-4242" / "embeddings.npy").write_bytes(b"half")
+    with pytest.raises(BuildError, match="Could not load model"):
+        build(sample_images[0], tmp_path / "coll", Path("/nonexistent/model"))
+    assert not (tmp_path / ".coll.tmp-4242").exists()
+
+
 # --- Push to the Hub ------------------------------------------------------------------------
 
 def test_push_to_hub_sends_rows_with_embeddings(tmp_path: Path, tiny_clip: Path, sample_images, monkeypatch):

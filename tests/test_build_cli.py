@@ -56,3 +56,20 @@ def test_success_prints_path_to_stdout_and_summary(tmp_path: Path, sample_images
     assert "Built 24 images" in captured.err and "images/s" in captured.err
     assert "measured recall@10" in captured.err and "Skipped 0 files" in captured.err
     assert layout.Manifest.read(out).index.recall_at_10 is not None
+
+
+def test_folder_with_an_unrelated_manifest_is_refused_and_left_intact(tmp_path: Path, sample_images,
+                                                                     tiny_clip, capsys):
+    """A manifest.json that is not a collection's does not make a folder replaceable: one error line."""
+    out = tmp_path / "webapp"
+    (out / "src").mkdir(parents=True)
+    (out / "manifest.json").write_text('{"name": "My app", "version": "1.0", "manifest_version": 3}')
+    (out / "src" / "app.js").write_text("console.log('precious');\n")
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    code = main([str(sample_images[0]), "--out", str(out), "--model", str(tiny_clip), "--device", "cpu",
+                 "--no-progress"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert len(lines) == 1 and lines[0].startswith("error:") and "is not a collection" in lines[0]
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["webapp"]

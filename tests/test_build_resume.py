@@ -1,19 +1,24 @@
 """Kill a build with SIGKILL after its first shard, run it again: it resumes, and the result
-equals a clean build."""
+equals a clean build. Shards are reused only for the same source, row order and settings."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import datasets
 import numpy as np
+import pytest
 
+import scripts.build
 from scripts.build import build_collection
 from search_core import layout
+from tests.test_build import jpeg_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,7 +50,7 @@ def test_killed_build_resumes_without_redoing_done_shards(tmp_path: Path, sample
                              env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 90
-        while not list(tmp_path.glob(".coll.build-*/shard_00000.npz")):
+        while not list(tmp_path.glob(".coll.build/shard_00000.npz")):
             assert child.poll() is None, child.stderr.read().decode()[-2000:]
             assert time.monotonic() < deadline, "first shard never appeared"
             time.sleep(0.05)
@@ -63,3 +68,73 @@ def test_killed_build_resumes_without_redoing_done_shards(tmp_path: Path, sample
     clean = np.load(collection_dir / layout.EMBEDDINGS)
     assert np.allclose(np.load(out / layout.EMBEDDINGS), clean, atol=1e-4)
     assert list(tmp_path.glob(".coll.*")) == [], "work folder removed after success"
+
+
+def fail_at_index(monkeypatch) -> None:
+    """Make the next build stop with every shard written, as a crash after embedding would."""
+    def explode(*args, **kwargs):
+        raise RuntimeError("crash after embedding (injected)")
+
+    monkeypatch.setattr(scripts.build, "build_index", explode)
+
+
+def build(source: Path, out: Path, tiny_clip: Path, **kwargs):
+    return build_collection(str(source), out, model=str(tiny_clip), device="cpu", progress=False, **kwargs)
+
+
+def save_source(path: Path, years: list[int]) -> None:
+    """Six distinct images with a curated year column, saved (again) at `path`."""
+    rows = {"image": [{"bytes": jpeg_bytes(200 + i), "path": None} for i in range(len(years))],
+            "file_name": [f"img{i}.jpg" for i in range(len(years))], "year": years}
+    features = datasets.Features({"image": datasets.Image(), "file_name": datasets.Value("string"),
+                                  "year": datasets.Value("int32")})
+    if path.exists():
+        shutil.rmtree(path)
+    datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(path))
+
+
+def test_changed_row_order_does_not_reuse_shards(tmp_path: Path, tiny_clip: Path, monkeypatch):
+    """Same images, new years (so a new row order): every embedding still sits on its own row."""
+    src = tmp_path / "src"
+    save_source(src, [1850, 1860, 1870, 1880, 1890, 1900])
+    with monkeypatch.context() as m:
+        fail_at_index(m)
+        with pytest.raises(RuntimeError, match="injected"):
+            build(src, tmp_path / "coll", tiny_clip, batch_size=2, shard_size=4)
+
+    save_source(src, [1900, 1890, 1880, 1870, 1860, 1850])
+    summary = build(src, tmp_path / "coll", tiny_clip, batch_size=2, shard_size=4)
+    build(src, tmp_path / "clean", tiny_clip, batch_size=2, shard_size=4)
+    resumed = datasets.load_from_disk(str(tmp_path / "coll" / layout.DATASET_DIR))["file_name"][:]
+    clean = datasets.load_from_disk(str(tmp_path / "clean" / layout.DATASET_DIR))["file_name"][:]
+    assert resumed == clean == [f"img{i}.jpg" for i in range(5, -1, -1)]
+    assert np.allclose(np.load(tmp_path / "coll" / layout.EMBEDDINGS),
+                       np.load(tmp_path / "clean" / layout.EMBEDDINGS), atol=1e-4)
+    assert summary.resumed == 0
+
+
+def test_retry_with_smaller_batch_size_resumes(tmp_path: Path, sample_images, tiny_clip: Path,
+                                               collection_dir: Path, monkeypatch):
+    """A retry with a smaller --batch-size (as after running out of GPU memory) embeds nothing again."""
+    out = tmp_path / "coll"
+    with monkeypatch.context() as m:
+        fail_at_index(m)
+        with pytest.raises(RuntimeError, match="injected"):
+            build(sample_images[0], out, tiny_clip, batch_size=4, shard_size=8)
+
+    summary = build(sample_images[0], out, tiny_clip, batch_size=2, shard_size=8)
+    assert (summary.resumed, summary.embedded, summary.rows) == (24, 0, 24)
+    assert np.allclose(np.load(out / layout.EMBEDDINGS), np.load(collection_dir / layout.EMBEDDINGS), atol=1e-4)
+
+
+def test_shards_of_other_settings_are_discarded(tmp_path: Path, sample_images, tiny_clip: Path, monkeypatch):
+    """Shards written under other settings are not reused and leave nothing behind once a build completes."""
+    out = tmp_path / "coll"
+    with monkeypatch.context() as m:
+        fail_at_index(m)
+        with pytest.raises(RuntimeError, match="injected"):
+            build(sample_images[0], out, tiny_clip, batch_size=4, shard_size=8)
+
+    summary = build(sample_images[0], out, tiny_clip, batch_size=4, shard_size=12)
+    assert (summary.resumed, summary.embedded) == (0, 24)
+    assert list(tmp_path.glob(".coll*")) == []
