@@ -82,6 +82,14 @@ def build(source: Path, out: Path, tiny_clip: Path, **kwargs):
     return build_collection(str(source), out, model=str(tiny_clip), device="cpu", progress=False, **kwargs)
 
 
+def crashed_build(source: Path, out: Path, tiny_clip: Path, monkeypatch, **kwargs) -> None:
+    """A build that dies after writing every shard (fail_at_index), leaving its work folder behind."""
+    with monkeypatch.context() as m:
+        fail_at_index(m)
+        with pytest.raises(RuntimeError, match="injected"):
+            build(source, out, tiny_clip, **kwargs)
+
+
 def save_source(path: Path, years: list[int]) -> None:
     """Six distinct images with a curated year column, saved (again) at `path`."""
     rows = {"image": [{"bytes": jpeg_bytes(200 + i), "path": None} for i in range(len(years))],
@@ -97,10 +105,7 @@ def test_changed_row_order_does_not_reuse_shards(tmp_path: Path, tiny_clip: Path
     """Same images, new years (so a new row order): every embedding still sits on its own row."""
     src = tmp_path / "src"
     save_source(src, [1850, 1860, 1870, 1880, 1890, 1900])
-    with monkeypatch.context() as m:
-        fail_at_index(m)
-        with pytest.raises(RuntimeError, match="injected"):
-            build(src, tmp_path / "coll", tiny_clip, batch_size=2, shard_size=4)
+    crashed_build(src, tmp_path / "coll", tiny_clip, monkeypatch, batch_size=2, shard_size=4)
 
     save_source(src, [1900, 1890, 1880, 1870, 1860, 1850])
     summary = build(src, tmp_path / "coll", tiny_clip, batch_size=2, shard_size=4)
@@ -117,10 +122,7 @@ def test_retry_with_smaller_batch_size_resumes(tmp_path: Path, sample_images, ti
                                                collection_dir: Path, monkeypatch):
     """A retry with a smaller --batch-size (as after running out of GPU memory) embeds nothing again."""
     out = tmp_path / "coll"
-    with monkeypatch.context() as m:
-        fail_at_index(m)
-        with pytest.raises(RuntimeError, match="injected"):
-            build(sample_images[0], out, tiny_clip, batch_size=4, shard_size=8)
+    crashed_build(sample_images[0], out, tiny_clip, monkeypatch, batch_size=4, shard_size=8)
 
     summary = build(sample_images[0], out, tiny_clip, batch_size=2, shard_size=8)
     assert (summary.resumed, summary.embedded, summary.rows) == (24, 0, 24)
@@ -130,10 +132,7 @@ def test_retry_with_smaller_batch_size_resumes(tmp_path: Path, sample_images, ti
 def test_shards_of_other_settings_are_discarded(tmp_path: Path, sample_images, tiny_clip: Path, monkeypatch):
     """Shards written under other settings are not reused and leave nothing behind once a build completes."""
     out = tmp_path / "coll"
-    with monkeypatch.context() as m:
-        fail_at_index(m)
-        with pytest.raises(RuntimeError, match="injected"):
-            build(sample_images[0], out, tiny_clip, batch_size=4, shard_size=8)
+    crashed_build(sample_images[0], out, tiny_clip, monkeypatch, batch_size=4, shard_size=8)
 
     summary = build(sample_images[0], out, tiny_clip, batch_size=4, shard_size=12)
     assert (summary.resumed, summary.embedded) == (0, 24)
