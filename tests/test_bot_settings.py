@@ -12,7 +12,8 @@ from bot.settings import ConfigError, RateLimit, Settings
 
 # Token-shaped, so the no-echo tests mean something; assembled at runtime so that no secret
 # scanner mistakes this file for a leaked token.
-TOKEN = ".".join(["MTIzNDU2Nzg5MDEyMzQ1Njc4", "Gabcde", "SECRET-token-value_0123456789"])
+TOKEN_PARTS = ("MTIzNDU2Nzg5MDEyMzQ1Njc4", "Gabcde", "SECRET-token-value_0123456789")
+TOKEN = ".".join(TOKEN_PARTS)
 GUILD = "123456789012345678"
 CHANNEL = "223456789012345678"
 
