@@ -13,11 +13,7 @@ from typing import Any
 import fsspec
 from PIL import Image
 
-from search_core.images import UndecodableImage, decode_image
-
-# Pillow's default MAX_IMAGE_PIXELS (~89 MP), past which it warns of a decompression bomb: larger
-# than a chat upload's limit because archive scans can be large, and checked from the header.
-MAX_SOURCE_PIXELS = 89_478_485
+from search_core.images import MAX_SOURCE_PIXELS, UndecodableImage, decode_image
 
 
 class UnusableImage(Exception):

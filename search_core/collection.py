@@ -73,6 +73,7 @@ class Collection:
     _years: np.ndarray | None = field(default=None, repr=False)
     _known_years: int = field(default=0, repr=False)
     _metadata_view: Any = field(default=None, repr=False)
+    _encoded_images: Any = field(default=None, repr=False)   # the image column, undecoded
 
     @property
     def rows(self) -> int:
@@ -108,16 +109,23 @@ class Collection:
         return row
 
     def image(self, row: int) -> Image.Image:
-        """The stored image of a row, as RGB (transparency composited on white)."""
-        from search_core.images import to_rgb
+        """The stored image of a row, decoded by `decode_image` exactly as the build decoded it
+        before embedding it (EXIF rotation, 16-bit scans, transparency on white)."""
+        from search_core.images import MAX_SOURCE_PIXELS, UndecodableImage, decode_image
 
         row = self.check_row(row)
+        if self._encoded_images is None:
+            from datasets import Image as ImageFeature
+
+            self._encoded_images = self.dataset.select_columns(["image"]).cast_column(
+                "image", ImageFeature(decode=False))
         try:
-            img = self.dataset[row]["image"]
-            if not isinstance(img, Image.Image):   # a column stored without the Image() feature
-                raise TypeError(f"image column holds {type(img).__name__}")
-            return to_rgb(img)
-        except (OSError, SyntaxError, ValueError, TypeError, KeyError) as exc:
+            stored = self._encoded_images[row]["image"] or {}
+            data = stored.get("bytes")
+            if data is None and stored.get("path"):   # a collection that references its files
+                data = Path(stored["path"]).read_bytes()
+            return decode_image(data or b"", max_pixels=MAX_SOURCE_PIXELS)
+        except (UndecodableImage, OSError, ValueError, KeyError) as exc:
             raise CollectionError(f"Image {row} in {layout.DATASET_DIR}/ cannot be read: {exc}") from exc
 
     def metadata(self, row: int) -> dict[str, Any]:

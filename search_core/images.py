@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 MAX_QUERY_BYTES = 20 * 1024 * 1024
 # 40 megapixels (e.g. 8000 x 5000) covers camera photos and scans; decoded as RGB that is ~120 MB.
 MAX_QUERY_PIXELS = 40_000_000
+# Collection images (build sources, and their stored copies read back): Pillow's default
+# MAX_IMAGE_PIXELS (~89 MP). Larger than a chat upload's limit because archive scans can be large;
+# checked from the header like every limit here.
+MAX_SOURCE_PIXELS = 89_478_485
 # The formats people upload; restricting Image.open to these keeps exotic decoders off the path.
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 _FORMAT_NAMES = {"WEBP": "WebP"}

@@ -124,3 +124,17 @@ def test_build_pixel_limit_is_configurable() -> None:
     """The limit is an explicit comparison with max_pixels, so a smaller one applies from the header."""
     with pytest.raises(UnusableImage, match="bomb"):
         decode(png_header_only(2_000, 2_000), max_pixels=1_000_000)
+
+
+def test_a_damaged_stored_image_is_a_collection_error(tmp_path: Path) -> None:
+    """Reading a collection's image goes through the same decoder: however Pillow fails on the
+    stored bytes (here a NotImplementedError from a corrupt BLP), the reader gets CollectionError,
+    never a raw exception that would reach the user as a traceback."""
+    from search_core.errors import CollectionError
+
+    folder = write_collection(tmp_path / "c", unit_vectors(2, 8), images=[encode(Image.new("RGB", (4, 4)), "PNG"),
+                                                                           corrupt_blp()])
+    collection = Collection.open(folder)
+    assert collection.image(0).size == (4, 4)
+    with pytest.raises(CollectionError, match="Image 1"):
+        collection.image(1)
