@@ -25,7 +25,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -69,7 +69,7 @@ class BuildSummary:
     device: str = "cpu"
     precision: str = "fp32"
     pushed_to: str | None = None
-    source_rows: int = field(default=0)
+    source_rows: int = 0
 
 
 def build_collection(source: str, out: Path, *, model: str = DEFAULT_MODEL, batch_size: int | None = None,
@@ -78,6 +78,8 @@ def build_collection(source: str, out: Path, *, model: str = DEFAULT_MODEL, batc
                      shard_size: int | None = None) -> BuildSummary:
     """Build (or rebuild) the collection at `out` from `source`. Raises BuildError."""
     started = time.perf_counter()
+    if batch_size is not None and batch_size < 1:
+        raise BuildError("--batch-size must be at least 1.")
     out = Path(out).expanduser().absolute()
     _clean_leftovers(out)
     _check_out(out)
@@ -86,8 +88,6 @@ def build_collection(source: str, out: Path, *, model: str = DEFAULT_MODEL, batc
     meta = dataset_metadata(src.dataset, src.image_column)
     order = year_order(meta)
 
-    if batch_size is not None and batch_size < 1:
-        raise BuildError("--batch-size must be at least 1.")
     # Encoder.load resolves 'auto' (fp16 on CUDA, the fastest checked path on a CPU); the
     # manifest records what it chose.
     encoder = _load_encoder(model, resolve_device(device), precision)

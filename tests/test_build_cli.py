@@ -73,3 +73,12 @@ def test_folder_with_an_unrelated_manifest_is_refused_and_left_intact(tmp_path: 
     assert len(lines) == 1 and lines[0].startswith("error:") and "is not a collection" in lines[0]
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["webapp"]
+
+
+def test_a_zero_batch_size_is_refused_before_any_slow_work(tmp_path: Path) -> None:
+    """--batch-size 0 is one error line at once: checked before the source is opened or a model
+    loaded (here both would fail with other errors, so the message proves the order)."""
+    result = run_cli(str(tmp_path / "no-such-folder"), "--out", str(tmp_path / "c"),
+                     "--model", "no-such-model", "--batch-size", "0")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == ["error: --batch-size must be at least 1."]
