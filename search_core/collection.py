@@ -188,13 +188,18 @@ class Collection:
         """
         if year_from is None and year_to is None:
             return 0, self.rows
-        if year_from is not None and year_to is not None and year_from > year_to:
-            raise QueryError(f"The first year ({year_from}) is after the last year ({year_to}).")
+        check_year_range(year_from, year_to)
         if self._years is None:
             raise QueryError("This collection has no years, so it cannot be filtered by year.")
         start = 0 if year_from is None else int(np.searchsorted(self._years, year_from, side="left"))
         stop = self._known_years if year_to is None else int(np.searchsorted(self._years, year_to, side="right"))
         return start, max(start, stop)
+
+
+def check_year_range(year_from: int | None, year_to: int | None) -> None:
+    """QueryError when both bounds are given and the first is after the last."""
+    if year_from is not None and year_to is not None and year_from > year_to:
+        raise QueryError(f"The first year ({year_from}) is after the last year ({year_to}).")
 
 
 # --- opening, one file at a time -------------------------------------------------------------

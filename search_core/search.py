@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from search_core.collection import Collection
+from search_core.collection import Collection, check_year_range
 from search_core.errors import ModelMismatchError, QueryError
 from search_core.images import to_rgb
 from search_core.layout import MODEL_PROBE_MIN_COSINE, MODEL_PROBE_TEXT
@@ -306,8 +306,7 @@ def _hit(rank: int, row: int, score: float, meta: dict[str, Any]) -> Hit:
 
 def check_page(k: int, offset: int = 0, year_from: int | None = None, year_to: int | None = None) -> None:
     """QueryError unless 1 <= k <= MAX_K, 0 <= offset <= MAX_OFFSET and year_from <= year_to."""
-    if year_from is not None and year_to is not None and year_from > year_to:
-        raise QueryError(f"The first year ({year_from}) is after the last year ({year_to}).")
+    check_year_range(year_from, year_to)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
         raise QueryError(f"The number of results must be between 1 and {MAX_K}.")
     if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)) or not 0 <= offset <= MAX_OFFSET:

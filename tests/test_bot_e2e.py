@@ -426,6 +426,13 @@ async def test_empty_prompt_refused(env: Env) -> None:
     assert response.type == 4 and response.ephemeral and "prompt" in response.message.content
 
 
+async def test_reversed_years_refused_before_deferring(env: Env) -> None:
+    """year_from after year_to is a private sentence naming both years, answered at once."""
+    response = await (await env.search(prompt="a ship", year_from=1900, year_to=1850)).wait_response()
+    assert response.type == 4 and response.ephemeral
+    assert "1900" in response.message.content and "1850" in response.message.content
+
+
 async def test_2000_character_prompt_refused_clearly(env: Env) -> None:
     """A 2,000-character paste gets a private sentence about the length, not an error or a crash."""
     response = await (await env.search(prompt="ship " * 400)).wait_response()

@@ -35,6 +35,7 @@ from bot.views import (
     send_results,
     upload_limit,
 )
+from search_core.collection import check_year_range
 from search_core.errors import QueryError
 from search_core.images import ACCEPTED_FORMATS, MAX_QUERY_BYTES, load_query_image
 from search_core.search import check_prompt
@@ -107,8 +108,7 @@ class Search(commands.Cog):
             prompt = check_prompt(prompt) if prompt is not None and prompt.strip() else None
             if prompt is None and image is None:
                 raise QueryError(NEED_QUERY)
-            if year_from is not None and year_to is not None and year_from > year_to:
-                raise QueryError("year_from is after year_to.")
+            check_year_range(year_from, year_to)
             if image is not None:
                 check_attachment(image)
         except QueryError as exc:
