@@ -51,26 +51,11 @@ class Query:
 class RenderedPage:
     page: SearchPage
     sheet: bytes | None     # None when the page has no hits
-    extension: str          # "png" or "jpeg"
+    extension: str          # "png" or "jpg" (search_core.sheet.encode_image)
 
     @property
     def filename(self) -> str:
         return f"results.{self.extension}"
-
-
-def combine(text_vector: np.ndarray | None, image_vector: np.ndarray | None) -> np.ndarray:
-    """Prompt and image together: the normalised sum, as SearchService.encode_query combines them.
-
-    The bot encodes the two separately because each must pass its own concept check.
-    """
-    parts = [v for v in (text_vector, image_vector) if v is not None]
-    if not parts:
-        raise QueryError("Give a prompt, an image, or both.")
-    total = np.sum(parts, axis=0).astype(np.float32)
-    norm = float(np.linalg.norm(total))
-    if not np.isfinite(norm) or norm < 1e-6:
-        raise QueryError("The prompt and the image cancel each other out; try one alone.")
-    return total / norm
 
 
 def render_page(service: SearchService, query: Query, offset: int, max_upload_bytes: int) -> RenderedPage:

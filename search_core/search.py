@@ -134,12 +134,9 @@ class SearchService:
         text = check_prompt(text)
         if text is None and image is None:
             raise QueryError("Give a prompt, an image, or both.")
-        parts = []
-        if text is not None:
-            parts.append(self.encoder.encode_text([text])[0])
-        if image is not None:
-            parts.append(self.encoder.encode_images([to_rgb(image)])[0])
-        return _unit(np.sum(parts, axis=0), "The prompt and the image cancel each other out; try one alone.")
+        text_vector = self.encoder.encode_text([text])[0] if text is not None else None
+        image_vector = self.encoder.encode_images([to_rgb(image)])[0] if image is not None else None
+        return combine_query_vectors(text_vector, image_vector)
 
     def search(self, text: str | None = None, image: Image.Image | None = None, k: int = 9, offset: int = 0,
                year_from: int | None = None, year_to: int | None = None) -> SearchPage:
@@ -302,6 +299,18 @@ def _hit(rank: int, row: int, score: float, meta: dict[str, Any]) -> Hit:
     return Hit(rank=rank, row=row, score=score, file_name=str(meta.get("file_name") or ""),
                title=opt("title", str), year=opt("year", int), book_id=opt("book_id", str),
                volume=opt("volume", int), page=opt("page", int), image_number=opt("image_number", int))
+
+
+def combine_query_vectors(text_vector: np.ndarray | None, image_vector: np.ndarray | None) -> np.ndarray:
+    """One unit query vector from a prompt's and/or an image's: their normalised sum.
+
+    Public because the bot encodes the two apart (each passes its own concept check) and must
+    combine them exactly as encode_query does.
+    """
+    parts = [np.asarray(v, dtype=np.float32) for v in (text_vector, image_vector) if v is not None]
+    if not parts:
+        raise QueryError("Give a prompt, an image, or both.")
+    return _unit(np.sum(parts, axis=0), "The prompt and the image cancel each other out; try one alone.")
 
 
 def check_page(k: int, offset: int = 0, year_from: int | None = None, year_to: int | None = None) -> None:

@@ -293,3 +293,17 @@ def test_model_from_another_seed_is_refused(collection_dir: Path, tmp_path_facto
     other = build_tiny_clip(tmp_path_factory.mktemp("other_clip"), seed=1)
     with pytest.raises(ModelMismatchError, match="embedded with"):
         SearchService.open(collection_dir, model=str(other), device="cpu")
+
+
+def test_combined_query_is_the_normalised_sum_and_refuses_cancellation() -> None:
+    """Prompt + image vectors combine to their unit-length sum (as the bot and encode_query both
+    use); vectors that cancel out, or none at all, are a QueryError rather than a NaN query."""
+    from search_core.search import combine_query_vectors
+
+    t, i = np.array([1.0, 0.0, 0.0], np.float32), np.array([0.0, 1.0, 0.0], np.float32)
+    np.testing.assert_allclose(combine_query_vectors(t, i), np.array([1, 1, 0]) / np.sqrt(2), rtol=1e-6)
+    np.testing.assert_allclose(combine_query_vectors(None, i), i)
+    with pytest.raises(QueryError, match="cancel"):
+        combine_query_vectors(t, -t)
+    with pytest.raises(QueryError):
+        combine_query_vectors(None, None)

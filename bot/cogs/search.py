@@ -25,7 +25,7 @@ from discord.ext import commands
 from bot import render
 from bot.cogs.guard import allowed_place
 from bot.errors import Refusal, send_private
-from bot.results import Query, combine, render_page
+from bot.results import Query, render_page
 from bot.views import (
     CUSTOM_ID_PREFIX,
     EXPIRED,
@@ -38,7 +38,7 @@ from bot.views import (
 from search_core.collection import check_year_range
 from search_core.errors import QueryError
 from search_core.images import ACCEPTED_FORMATS, MAX_QUERY_BYTES, load_query_image
-from search_core.search import check_prompt
+from search_core.search import check_prompt, combine_query_vectors
 
 if TYPE_CHECKING:
     from bot.client import ImageBot
@@ -166,7 +166,7 @@ class Search(commands.Cog):
                 decision = policy.check_vector(vector, kind=kind)
                 if not decision.allowed:
                     return Encoded(None, decision.category or kind, decision.message)
-        return Encoded(combine(text_vector, image_vector))
+        return Encoded(combine_query_vectors(text_vector, image_vector))
 
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction) -> None:
