@@ -233,31 +233,36 @@ def _convert(hf: object, parts: Sequence[str], precision: str) -> None:
     if precision == "fp32":
         return
     if precision == "int8":
-        from torch.ao.quantization import quantize_dynamic
-
-        # torch.ao.quantization warns that it moves to torchao (silenced: it still works in torch
-        # 2.13, and torchao is not a dependency). Only the Linear layers (~all of ViT's FLOPs) are quantised.
-        # Named one by one: naming a tower would also try to quantise its token embedding.
+        # Only the Linear layers (~all of ViT's FLOPs) are quantised, named one by one: naming a
+        # tower would also try to quantise its token embedding.
         linears = {name for name, mod in hf.named_modules()
                    if isinstance(mod, torch.nn.Linear) and name.split(".")[0] in parts}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            quantize_dynamic(hf, linears, dtype=torch.qint8, inplace=True)
+        _quantize_int8(hf, linears)
         return
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     for part in parts:
         getattr(hf, part).to(dtype)
 
 
+def _quantize_int8(module: object, targets: set) -> None:
+    """Dynamic int8 quantisation of `targets` (layer names or types), in place.
+
+    torch.ao.quantization warns that it moves to torchao: silenced, since it still works in torch
+    2.13 and torchao is not a dependency.
+    """
+    import torch
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_dynamic(module, targets, dtype=torch.qint8, inplace=True)
+
+
 def _convert_module(module: object, precision: str) -> None:
     import torch
 
     if precision == "int8":
-        from torch.ao.quantization import quantize_dynamic
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+        _quantize_int8(module, {torch.nn.Linear})
     elif precision in ("bf16", "fp16"):
         module.to({"bf16": torch.bfloat16, "fp16": torch.float16}[precision])  # type: ignore[attr-defined]
 
