@@ -43,23 +43,20 @@ class ImageMetadata:
         return asdict(self)
 
 
+def _member_path(path: str) -> PurePosixPath:
+    """The file's own path inside a local path or an fsspec chained URL (``zip://a/b.jpg::/x.zip``)."""
+    inner = path.split("::", 1)[0].split("://", 1)[-1]
+    return PurePosixPath(inner.replace("\\", "/"))
+
+
 def file_name_of(path: str | None) -> str | None:
-    """The bare file name of a local path or an fsspec chained URL (``zip://a/b.jpg::/x.zip``)."""
-    if not path:
-        return None
-    inner = path.split("::", 1)[0]
-    inner = inner.split("://", 1)[-1]
-    name = PurePosixPath(inner.replace("\\", "/")).name
-    return name or None
+    """The bare file name of a local path or an archive member."""
+    return (_member_path(path).name or None) if path else None
 
 
 def folder_of(path: str | None) -> str | None:
     """The name of the folder holding a file (local path or archive member), e.g. '1850'."""
-    if not path:
-        return None
-    inner = path.split("::", 1)[0].split("://", 1)[-1]
-    parent = PurePosixPath(inner.replace("\\", "/")).parent.name
-    return parent or None
+    return (_member_path(path).parent.name or None) if path else None
 
 
 def parse_year(value: object) -> int | None:
