@@ -59,13 +59,16 @@ class RenderedPage:
 
 
 def render_page(service: SearchService, query: Query, offset: int, max_upload_bytes: int) -> RenderedPage:
-    """Search one page and draw its contact sheet, encoded to fit the upload limit."""
-    from search_core.sheet import encode_image, render_contact_sheet
+    """Search one page and draw its contact sheet, encoded to fit the upload limit.
+
+    Thumbnails are decoded one at a time at reduced scale (`render_page_sheet`), so a page of 25
+    large scans costs one scan's decode, and a hit whose image cannot be read is a placeholder.
+    """
+    from search_core.sheet import encode_image, render_page_sheet
 
     page = query.fetch(service, offset)
     if not page.hits:
         return RenderedPage(page=page, sheet=None, extension="png")
-    images = [service.collection.image(hit.row) for hit in page.hits]
-    sheet = render_contact_sheet(page.hits, images, columns=SHEET_COLUMNS, thumb=SHEET_THUMB)
+    sheet = render_page_sheet(service.collection, page.hits, columns=SHEET_COLUMNS, thumb=SHEET_THUMB)
     data, extension = encode_image(sheet, max_bytes=int(max_upload_bytes * UPLOAD_MARGIN))
     return RenderedPage(page=page, sheet=data, extension=extension)

@@ -104,10 +104,9 @@ def format_table(page) -> str:
 
 
 def _save_sheet(service, page, out: Path) -> None:
-    from search_core.sheet import render_contact_sheet
+    from search_core.sheet import render_page_sheet
 
-    images = [service.collection.image(h.row) for h in page.hits]
-    sheet = render_contact_sheet(page.hits, images)
+    sheet = render_page_sheet(service.collection, page.hits)
     try:
         sheet.save(out, "PNG")
     except (OSError, ValueError) as exc:

@@ -2,7 +2,9 @@
 
 Everything large is memory-mapped (Arrow files, ``embeddings.npy``, ``index.faiss`` where FAISS
 allows it), so a big collection opens in a moment and several processes share its pages.
-Every way a folder can be broken becomes one `CollectionError` naming the file at fault.
+Every way a folder can be broken becomes one `CollectionError` naming the file at fault; one
+row's image that cannot be shown is the narrower `ImageUnavailable`, so a caller showing many rows
+can draw a placeholder for it and go on.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from search_core import layout
-from search_core.errors import CollectionError, QueryError
+from search_core.errors import CollectionError, ImageUnavailable, QueryError
 from search_core.layout import Manifest
 
 log = logging.getLogger(__name__)
@@ -110,23 +112,61 @@ class Collection:
 
     def image(self, row: int) -> Image.Image:
         """The stored image of a row, decoded by `decode_image` exactly as the build decoded it
-        before embedding it (EXIF rotation, 16-bit scans, transparency on white)."""
+        before embedding it (EXIF rotation, 16-bit scans, transparency on white).
+
+        Full size: for showing many rows at once use `thumbnail`. Raises ImageUnavailable when the
+        row's image cannot be shown, QueryError for a row that is not in the collection.
+        """
         from search_core.images import MAX_SOURCE_PIXELS, UndecodableImage, decode_image
 
         row = self.check_row(row)
+        data = self._image_bytes(row)
+        try:
+            return decode_image(data, max_pixels=MAX_SOURCE_PIXELS)
+        except UndecodableImage as exc:
+            raise self._unavailable(row, str(exc)) from exc
+
+    def thumbnail(self, row: int, size: int) -> Image.Image:
+        """The row's image as `image` shows it, shrunk to fit size x size (never enlarged), decoded
+        at reduced scale where the format allows (`search_core.images.decode_thumbnail`).
+
+        A contact sheet asks for one at a time, so a page's memory is one source image, not k.
+        Raises ImageUnavailable or QueryError as `image` does.
+        """
+        from search_core.images import MAX_SOURCE_PIXELS, UndecodableImage, decode_thumbnail
+
+        row = self.check_row(row)
+        data = self._image_bytes(row)
+        try:
+            return decode_thumbnail(data, size, max_pixels=MAX_SOURCE_PIXELS)
+        except UndecodableImage as exc:
+            raise self._unavailable(row, str(exc)) from exc
+
+    def _image_bytes(self, row: int) -> bytes:
+        """The encoded bytes of a row's image: stored in the dataset, or read from the file it names."""
+        if "image" not in self.dataset.column_names:
+            raise self._unavailable(row, "this collection stores no images")
         if self._encoded_images is None:
             from datasets import Image as ImageFeature
 
             self._encoded_images = self.dataset.select_columns(["image"]).cast_column(
                 "image", ImageFeature(decode=False))
+        stored = self._encoded_images[row]["image"] or {}
+        data = stored.get("bytes")
+        if data:
+            return data
+        path = stored.get("path")
+        if not path:
+            raise self._unavailable(row, "the row has no image")
         try:
-            stored = self._encoded_images[row]["image"] or {}
-            data = stored.get("bytes")
-            if data is None and stored.get("path"):   # a collection that references its files
-                data = Path(stored["path"]).read_bytes()
-            return decode_image(data or b"", max_pixels=MAX_SOURCE_PIXELS)
-        except (UndecodableImage, OSError, ValueError, KeyError) as exc:
-            raise CollectionError(f"Image {row} in {layout.DATASET_DIR}/ cannot be read: {exc}") from exc
+            return Path(path).read_bytes()        # a collection that references its files
+        except OSError as exc:
+            raise self._unavailable(row, f"its file {Path(path).name} cannot be read "
+                                         f"({exc.strerror or type(exc).__name__})") from exc
+
+    @staticmethod
+    def _unavailable(row: int, why: str) -> ImageUnavailable:
+        return ImageUnavailable(f"Image {row} in {layout.DATASET_DIR}/ cannot be read: {why}", row)
 
     def metadata(self, row: int) -> dict[str, Any]:
         """Every column of a row except the image, without decoding the image."""

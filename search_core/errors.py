@@ -11,6 +11,20 @@ class CollectionError(ImageSearchError):
     """The collection folder is missing, incomplete, corrupt, or of an unknown format version."""
 
 
+class ImageUnavailable(CollectionError):
+    """One row's image cannot be shown; the rest of the collection is fine.
+
+    Raised by `Collection.image` and `Collection.thumbnail` for every such case: the row has no
+    stored image (a collection built from precomputed embeddings may have none), the file it
+    refers to is gone or unreadable, or its bytes do not decode. Callers that show many rows
+    (contact sheets, reports) catch this one type and draw a placeholder instead of failing.
+    """
+
+    def __init__(self, message: str, row: int) -> None:
+        super().__init__(message)
+        self.row = row
+
+
 class ModelMismatchError(CollectionError):
     """The loaded model is not the one the collection was embedded with.
 

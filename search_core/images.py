@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from search_core.errors import ImageSearchError, QueryError
 
@@ -56,6 +56,44 @@ def decode_image(data: bytes, *, max_pixels: int, formats: Sequence[str] | None 
     not thread-safe, and the build decodes in many threads. Animated images give their first frame.
     Raises UndecodableImage for every way the bytes can fail to decode.
     """
+    img = _open(data, max_pixels=max_pixels, formats=formats)
+    _load_upright(img)
+    return to_rgb(img)
+
+
+def decode_thumbnail(data: bytes, size: int, *, max_pixels: int,
+                     formats: Sequence[str] | None = None) -> Image.Image:
+    """Like `decode_image`, shrunk to fit ``size`` x ``size`` (never enlarged), decoding no more than that needs.
+
+    For contact sheets: a page of 25 hits from 48-megapixel scans held 25 full decodes at once
+    (3.4 GiB); decoded one at a time through here, a page peaks at one source image's decode
+    (BENCHMARKS.md, page memory). A JPEG is decoded at 1/2, 1/4 or 1/8 scale by its DCT
+    (Pillow ``draft``), still at least twice the thumbnail's size so the final Lanczos resize
+    stays sharp; other formats decode whole, then shrink before any full-size conversion.
+    EXIF rotation, 16-bit scaling and transparency on white come out as `decode_image` makes
+    them, and the same header pixel limit applies. Raises UndecodableImage like `decode_image`.
+    """
+    if size < 1:
+        raise ValueError(f"size must be >= 1, not {size}")
+    img = _open(data, max_pixels=max_pixels, formats=formats)
+    target = _fitted(_display_size(img), size)
+    if img.format == "JPEG":
+        stored = target[::-1] if _swaps_axes(img) else target
+        img.draft(None, (stored[0] * 2, stored[1] * 2))   # a no-op unless the DCT can scale down
+    _load_upright(img)
+    if img.mode in ("P", "PA", "1"):
+        img = _expand_palette(img)     # resampling a palette image would pick, not average, colours
+    if img.mode == "F":
+        img = _scale_to_l(img)         # its stretch to 0..255 reads the whole image's range
+    if img.size != target:
+        # reduce() (box averaging before Lanczos) is much faster on big images but has no 16-bit form.
+        gap = None if img.mode.startswith("I;16") else 3.0
+        img = img.resize(target, Image.Resampling.LANCZOS, reducing_gap=gap)
+    return to_rgb(img)
+
+
+def _open(data: bytes, *, max_pixels: int, formats: Sequence[str] | None) -> Image.Image:
+    """Image.open with every failure as UndecodableImage, and the pixel limit checked from the header."""
     if not data:
         raise UndecodableImage("The image file is empty (0 bytes).", "empty file (0 bytes)")
     try:
@@ -73,15 +111,49 @@ def decode_image(data: bytes, *, max_pixels: int, formats: Sequence[str] | None 
         raise UndecodableImage(
             f"The image is too large ({width} x {height} pixels); the limit is {max_pixels / 1e6:g} megapixels.",
             f"decompression bomb refused ({width} x {height} pixels, limit {max_pixels})")
+    return img
+
+
+def _load_upright(img: Image.Image) -> None:
+    """Decode the first frame now (a truncated file fails here, not later in a worker) and apply
+    EXIF rotation in place: ``exif_transpose`` without ``in_place`` copies even an upright image."""
     try:
         img.seek(0)
-        img.load()   # decode now: a truncated file fails here, not later in a worker
-        img = ImageOps.exif_transpose(img)
+        img.load()
+        ImageOps.exif_transpose(img, in_place=True)
     except Image.DecompressionBombError as exc:
         raise _bomb(exc) from exc
     except Exception as exc:   # untrusted bytes: see _broken
         raise _broken(exc) from exc
-    return to_rgb(img)
+
+
+def _swaps_axes(img: Image.Image) -> bool:
+    """Whether the EXIF orientation turns the stored image by 90 degrees (orientations 5-8)."""
+    try:
+        return img.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)
+    except Exception as exc:   # untrusted bytes: see _broken (decode_image fails on them in exif_transpose)
+        raise _broken(exc) from exc
+
+
+def _display_size(img: Image.Image) -> tuple[int, int]:
+    return (img.height, img.width) if _swaps_axes(img) else img.size
+
+
+def _fitted(size: tuple[int, int], box: int) -> tuple[int, int]:
+    """``size`` scaled to fit box x box with its aspect kept, never enlarged: ImageOps.contain's rounding."""
+    width, height = size
+    if width <= box and height <= box:
+        return size
+    if width >= height:
+        return box, max(1, round(height / width * box))
+    return max(1, round(width / height * box)), box
+
+
+def _expand_palette(img: Image.Image) -> Image.Image:
+    """Palette and bilevel images to a mode that resamples by averaging; to_rgb then finishes them."""
+    if img.mode == "PA" or (img.mode == "P" and "transparency" in img.info):
+        return img.convert("RGBA")
+    return img.convert("RGB")
 
 
 def _bomb(exc: Exception) -> UndecodableImage:
