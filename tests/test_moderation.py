@@ -12,8 +12,12 @@ from search_core.errors import ImageSearchError, ModelMismatchError
 from search_core.moderation import (
     BLOCKED_CONCEPT,
     BLOCKED_TERM,
+    DEFAULT_CONCEPT_CATEGORY,
+    IMAGE_CONCEPT_MESSAGE,
+    TEXT_CONCEPT_MESSAGE,
     ModerationConfigError,
     ModerationPolicy,
+    parse_concept,
     read_list,
 )
 from tests.fixtures.images import draw_image
@@ -322,3 +326,99 @@ def test_threshold_outside_cosine_range_is_a_config_error(thresholds):
     """A threshold no cosine can reach (or every cosine passes) is refused at load, not silently used."""
     with pytest.raises(ModerationConfigError, match="between -1 and 1"):
         ModerationPolicy(**thresholds)
+
+
+# --- Concept categories and batch flags ----------------------------------------------------------
+
+class RecordingEncoder:
+    """Encodes each text to a one-hot vector by its position in `vocab`, and records what it was given."""
+
+    def __init__(self, vocab: list[str]):
+        self.vocab = vocab
+        self.seen: list[str] = []
+
+    def encode_text(self, texts: list[str]) -> np.ndarray:
+        self.seen += texts
+        return np.stack([np.eye(len(self.vocab), dtype=np.float32)[self.vocab.index(t)] for t in texts])
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("violence: a burning ship", ("violence", "a burning ship")),
+    ("Self-harm :  a noose", ("self-harm", "a noose")),
+    ("gore:a wound", ("gore", "a wound")),
+    ("a burning ship", (DEFAULT_CONCEPT_CATEGORY, "a burning ship")),
+    ("a map: london", (DEFAULT_CONCEPT_CATEGORY, "a map: london")),
+    ("1850: a riot", (DEFAULT_CONCEPT_CATEGORY, "1850: a riot")),
+])
+def test_concept_line_category(line, expected):
+    """A one-word label and a colon start a category; a phrase that only contains a colon keeps it."""
+    assert parse_concept(line) == expected
+
+
+def test_concept_refusal_carries_category_not_phrase(tmp_path):
+    """Only the phrase is embedded; a refusal names the matched concept's category, and its message
+    is the usual general sentence."""
+    encoder = RecordingEncoder(["a burning ship", "a noose", "a cathedral"])
+    path = write(tmp_path, "concepts.txt", "violence: a burning ship\nself-harm: a noose\n")
+    policy = ModerationPolicy.from_files(None, path, encoder)
+    assert encoder.seen == ["a burning ship", "a noose"]
+    assert policy.concept_categories == ["violence", "self-harm"]
+    ship, noose, cathedral = np.eye(3, dtype=np.float32)
+    decision = policy.check_vector(noose, kind="image")
+    assert (decision.category, decision.concept_category) == (BLOCKED_CONCEPT, "self-harm")
+    assert decision.message == IMAGE_CONCEPT_MESSAGE
+    assert policy.check_vector(ship, kind="text").concept_category == "violence"
+    assert policy.check_vector(ship, kind="text").message == TEXT_CONCEPT_MESSAGE
+    assert policy.check_vector(cathedral, kind="image").concept_category is None
+    assert policy.check_text("anything").concept_category is None
+
+
+def test_concept_without_category_is_uncategorised():
+    """A concept line with no label is reported under DEFAULT_CONCEPT_CATEGORY."""
+    policy = ModerationPolicy.from_phrases(concepts=["a cathedral"], encoder=RecordingEncoder(["a cathedral"]))
+    assert policy.check_vector(np.ones(1), kind="image").concept_category == DEFAULT_CONCEPT_CATEGORY
+
+
+def test_flag_vectors_agrees_with_check_vector_across_chunks(monkeypatch):
+    """flag_vectors flags exactly the rows check_vector refuses, with their categories and scores,
+    also when the batch spans several chunks (here chunks of 7 rows) and holds broken rows."""
+    from search_core import moderation
+
+    monkeypatch.setattr(moderation, "FLAG_CHUNK", 7)
+    rng = np.random.default_rng(0)
+    concepts = rng.standard_normal((3, 8)).astype(np.float32)
+    policy = ModerationPolicy(concept_vectors=concepts, concept_categories=["violence", "gore", "violence"],
+                              image_threshold=0.5)
+    batch = rng.standard_normal((40, 8)).astype(np.float32)
+    batch[[3, 17, 30]] = concepts[[0, 1, 2]] + 0.1 * rng.standard_normal((3, 8))
+    batch[5] = 0.0
+    batch[6] = np.nan
+    flags = policy.flag_vectors(batch, kind="image")
+    expected = []
+    for i, vec in enumerate(batch):
+        if i in (5, 6):
+            continue
+        decision = policy.check_vector(vec, kind="image")
+        if not decision.allowed:
+            expected.append((i, decision.concept_category))
+    assert [(f.index, f.category) for f in flags] == expected
+    assert {3: "violence", 17: "gore", 30: "violence"}.items() <= {f.index: f.category for f in flags}.items()
+    assert all(f.score >= 0.5 for f in flags)
+
+
+def test_flag_vectors_reads_a_memory_mapped_float16_array(tmp_path):
+    """A collection's embeddings (memory-mapped, possibly float16) are scored without copying them whole."""
+    concepts = np.eye(4, dtype=np.float32)
+    policy = ModerationPolicy(concept_vectors=concepts, concept_categories=["a", "b", "c", "d"])
+    path = tmp_path / "emb.npy"
+    np.save(path, np.eye(4, dtype=np.float16)[[1, 1, 3]])
+    flags = policy.flag_vectors(np.load(path, mmap_mode="r"))
+    assert [(f.index, f.category) for f in flags] == [(0, "b"), (1, "b"), (2, "d")]
+
+
+def test_flag_vectors_without_concepts_or_of_another_model():
+    """No concepts flags nothing; vectors of another size are a ModelMismatchError, as for queries."""
+    assert ModerationPolicy().flag_vectors(np.ones((3, 8), dtype=np.float32)) == []
+    policy = ModerationPolicy(concept_vectors=np.eye(4, dtype=np.float32)[:1])
+    with pytest.raises(ModelMismatchError):
+        policy.flag_vectors(np.ones((3, 8), dtype=np.float32))

@@ -177,3 +177,20 @@ def test_long_adversarial_prompts_are_answered(prompt: str) -> None:
     prompt is answered (the timeout only guards against a hang; it is not a speed target)."""
     policy = ModerationPolicy(["lil", "illillilli", "sissi", "kill", "kill*", "1488", "殺す", "k1llx"])
     policy.check_text(prompt)
+
+
+def test_readme_example_list_does_what_it_says(tmp_path) -> None:
+    """The example blocklist in the README loads, and each line's comment holds."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Moderation lists", 1)[1]
+    example = section.split("```text\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "blocked.txt"
+    path.write_text(example, encoding="utf-8")
+    policy = ModerationPolicy.from_files(path, None, None)
+    for prompt in ["kills", "killed", "killing", "stabbed", "stabbing", "nudes", "nudeness", "cock",
+                   "how to blow up a bridge", "УБИТЬ", "彼を殺すな"]:
+        assert not policy.check_text(prompt).allowed, prompt
+    for prompt in ["skills", "killdeer", "cocked hat", "cocks", "blowing up"]:
+        assert policy.check_text(prompt).allowed, prompt
