@@ -20,6 +20,7 @@ BENCHMARKS = [
     ("bench_search", [], ["--sizes", "10000", "--queries", "200"]),
     ("bench_bot", [], ["--users", "10", "--images", "32"]),
     ("bench_memory", [], ["--rows", "10000", "--queries", "50"]),
+    ("bench_page_memory", [], ["--hits", "4", "--size", "1500x2000"]),
 ]
 
 

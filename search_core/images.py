@@ -65,9 +65,9 @@ def decode_thumbnail(data: bytes, size: int, *, max_pixels: int,
                      formats: Sequence[str] | None = None) -> Image.Image:
     """Like `decode_image`, shrunk to fit ``size`` x ``size`` (never enlarged), decoding no more than that needs.
 
-    For contact sheets: a page of 25 hits from 48-megapixel scans held 25 full decodes at once
-    (3.4 GiB); decoded one at a time through here, a page peaks at one source image's decode
-    (BENCHMARKS.md, page memory). A JPEG is decoded at 1/2, 1/4 or 1/8 scale by its DCT
+    For contact sheets: a page of 25 hits of 6000x8000 scans that held 25 full decodes peaked at
+    4.6 GiB; one at a time through here, 47 MiB for JPEGs and 221 MiB for PNGs, about one PNG's
+    own decode (BENCHMARKS.md, section 6). A JPEG is decoded at 1/2, 1/4 or 1/8 scale by its DCT
     (Pillow ``draft``), still at least twice the thumbnail's size so the final Lanczos resize
     stays sharp; other formats decode whole, then shrink before any full-size conversion.
     EXIF rotation, 16-bit scaling and transparency on white come out as `decode_image` makes
