@@ -12,7 +12,7 @@ import pytest
 from search_core.moderation import BLOCKED_TERM, ModerationConfigError, ModerationPolicy
 
 LIST = ["kill", "bitch", "ass", "stab", "rape", "bully", "die", "punch", "hate", "nude*", '"cock"',
-        "blow up", "1488", "убить", "сука", "φόνος", "mörder", "殺"]
+        "blow up", "1488", "убить", "сука", "φόνος", "mörder", "殺", "ฆ่า"]
 
 REFUSED, PASSES = True, False
 
@@ -65,6 +65,8 @@ CASES = [
     ("MÖRDER", REFUSED, "accented Latin, capitals"),
     ("morder", REFUSED, "accented Latin, accent left off"),
     ("彼を殺すな", REFUSED, "Japanese: inside a sentence without spaces"),
+    ("他殺了人", REFUSED, "Chinese: inside a sentence without spaces"),
+    ("ฆ่าเขา", REFUSED, "Thai: inside text without spaces"),
     # --- innocent words that contain an entry, or pieces of one -----------------------------------
     ("skills", PASSES, "contains kill"),
     ("killdeer", PASSES, "kill + a non-inflection ending (a bird)"),
