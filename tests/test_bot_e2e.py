@@ -581,10 +581,10 @@ async def test_a_broken_collection_is_not_described_to_the_user(env: Env, monkey
     'Something went wrong (ref …)' only; the details go to the log with the same ref."""
     from search_core.errors import CollectionError
 
-    def broken(row: int) -> Any:
+    def broken(row: int, size: int) -> Any:
         raise CollectionError("Cannot read image 3 in /srv/private/collection/dataset: gone")
 
-    monkeypatch.setattr(env.bot.service.collection, "image", broken)
+    monkeypatch.setattr(env.bot.service.collection, "thumbnail", broken)   # what a results page reads
     inter = await env.search(prompt="a ship")
     reply = await private_reply(inter)
     assert reply.content.startswith("Something went wrong (ref ")
