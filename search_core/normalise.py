@@ -45,9 +45,9 @@ them), ``assess`` passes ``ass``, and ``blowing up`` passes ``blow up`` (list it
 
 Deliberate limits, each to keep innocent prompts passing:
 
-- Letters spaced out are read together only when at least two of them stand alone (a letter
-  typed twice, ``k 1 ll``, counts as one): ``k i l l`` and ``a k 1 ll`` are caught, while
-  ``sk ill``, ``milk illustrations``, ``k ill`` and ``a SS officer`` are not read as words.
+- Spaced-out pieces are read together only when at least two of them are single letters (a
+  doubled letter, the ``ll`` of ``k 1 ll``, may join them): ``k i l l`` and ``a k 1 ll`` are
+  caught, while ``sk ill``, ``milk illustrations``, ``k ill`` and ``a SS officer`` are not.
 - A word made only of digits, or digits plus a decade/ordinal suffix (``1850s``, ``55``,
   ``19th``), is never read as leetspeak, unless the list entry itself contains a digit. Digits
   mixed with leetspeak symbols are not a number: ``8!tch`` and ``4$$`` are caught, ``455!`` passes.
@@ -56,7 +56,7 @@ Deliberate limits, each to keep innocent prompts passing:
 - Uppercase ``I`` and look-alikes of ``l``/``I`` stand for either ``i`` or ``l`` (they look the
   same in most fonts), so an all-capitals word may match an entry that differs by i/l only.
 
-Matching is one pass of one regular expression per reading, with bounded repeats only: linear in
+Matching is one pass of one regular expression over each reading, with bounded repeats only: linear in
 the prompt's length (a long run of characters several letters accept once made open-ended repeats
 backtrack for minutes).
 """
