@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Mapping
 
+from bot import redaction
 from bot.settings import ConfigError, Settings
 from search_core.encoder import quiet_model_loading
 from search_core.errors import CollectionError, ImageSearchError
@@ -22,30 +23,25 @@ log = logging.getLogger("bot")
 EXIT_CONFIG = 2
 
 
-class RedactSecret(logging.Filter):
-    """Replaces the token in any log record, in case a library ever formats it into a message."""
-
-    def __init__(self, secret: str) -> None:
-        super().__init__()
-        self.secret = secret
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secret and self.secret in record.getMessage():
-            record.msg = record.getMessage().replace(self.secret, "[token]")
-            record.args = None
-        return True
+# Loggers that print request URLs at DEBUG, and follow-up URLs hold interaction tokens (valid 15
+# minutes, enough to post as the bot). Redaction (bot/redaction.py) already removes the tokens;
+# these loggers also stay at INFO whatever the level, in case a URL form ever escapes a pattern.
+URL_LOGGERS = ("discord.http", "discord.webhook.async_", "discord.webhook.sync")
+LOG_FORMAT = "%(asctime)s %(levelname)-8s %(name)s: %(message)s"
 
 
 def configure_logging(settings: Settings) -> None:
-    """Log to stderr (unless the host already configured logging) with the token redacted."""
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)-8s %(name)s: %(message)s")
-    logging.getLogger().setLevel(settings.log_level)
-    # At DEBUG discord.http logs request URLs, and follow-up URLs hold interaction tokens (valid for
-    # 15 minutes, enough to post as the bot): that logger stays at INFO whatever the level.
-    logging.getLogger("discord.http").setLevel(max(logging.getLogger().level, logging.INFO))
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, RedactSecret) for f in handler.filters):
-            handler.addFilter(RedactSecret(settings.discord_token))
+    """Redact secrets in every log record, then log to stderr (unless the host already set up
+    logging: its handlers get the redacted records too)."""
+    redactor = redaction.install([settings.discord_token])
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(redaction.RedactingFormatter(redactor, LOG_FORMAT))
+        root.addHandler(handler)
+    root.setLevel(settings.log_level)
+    for name in URL_LOGGERS:
+        logging.getLogger(name).setLevel(max(root.level, logging.INFO))
     quiet_model_loading()
 
 

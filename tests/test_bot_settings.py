@@ -184,22 +184,32 @@ def test_dev_guild_must_be_an_allowed_guild(env: dict[str, str]) -> None:
         Settings.from_env(env)
 
 
-def test_debug_logging_keeps_discord_http_at_info(env: dict[str, str]) -> None:
-    """Even at DEBUG, discord.http (whose request URLs hold interaction tokens) logs at INFO at most."""
+def test_debug_logging_keeps_url_loggers_at_info(env: dict[str, str]) -> None:
+    """Even at DEBUG, the loggers that print request URLs (which hold interaction tokens) log at
+    INFO at most, and every record is redacted from then on."""
     import logging
 
-    from bot.__main__ import configure_logging
+    from bot import redaction
+    from bot.__main__ import URL_LOGGERS, configure_logging
 
-    root, http = logging.getLogger(), logging.getLogger("discord.http")
-    saved = (root.level, http.level, list(root.handlers))
+    root = logging.getLogger()
+    loggers = [logging.getLogger(name) for name in URL_LOGGERS]
+    saved = (root.level, [lg.level for lg in loggers], list(root.handlers), logging.getLogRecordFactory())
     try:
         env["IMAGESEARCH_LOG_LEVEL"] = "DEBUG"
         configure_logging(Settings.from_env(env))
         assert root.level == logging.DEBUG
-        assert not http.isEnabledFor(logging.DEBUG)
+        assert {"discord.http", "discord.webhook.async_", "discord.webhook.sync"} <= set(URL_LOGGERS)
+        assert not any(lg.isEnabledFor(logging.DEBUG) for lg in loggers)
+        record = logging.getLogger("any.library").makeRecord("any.library", logging.DEBUG, __file__, 1,
+                                                            "token %s", (env["DISCORD_TOKEN"],), None)
+        assert env["DISCORD_TOKEN"] not in record.getMessage()
     finally:
+        redaction.uninstall()
+        assert logging.getLogRecordFactory() is saved[3]
         root.setLevel(saved[0])
-        http.setLevel(saved[1])
+        for lg, level in zip(loggers, saved[1]):
+            lg.setLevel(level)
         for handler in root.handlers[:]:
             if handler not in saved[2]:
                 root.removeHandler(handler)
