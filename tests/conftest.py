@@ -42,3 +42,27 @@ def collection_dir(tmp_path_factory: pytest.TempPathFactory, tiny_clip: Path,
     out = tmp_path_factory.mktemp("collections") / "sample"
     build_collection(str(sample_images[0]), out, model=str(tiny_clip), device="cpu")
     return out
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """Entry points under test (`bot.__main__.main`) configure process-wide logging: the root level,
+    capped library loggers and the redacting record factory. Undo what a test changed so the next
+    test starts from the same logging state."""
+    import logging
+
+    from bot import redaction
+
+    root = logging.getLogger()
+    factory, level, handlers = logging.getLogRecordFactory(), root.level, list(root.handlers)
+    named = {name: logging.getLogger(name).level for name in ("discord.http", "discord.webhook.async_",
+                                                              "discord.webhook.sync")}
+    yield
+    if logging.getLogRecordFactory() is not factory:
+        redaction.uninstall()
+    root.setLevel(level)
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for name, saved in named.items():
+        logging.getLogger(name).setLevel(saved)

@@ -192,24 +192,11 @@ def test_debug_logging_keeps_url_loggers_at_info(env: dict[str, str]) -> None:
     from bot import redaction
     from bot.__main__ import URL_LOGGERS, configure_logging
 
-    root = logging.getLogger()
-    loggers = [logging.getLogger(name) for name in URL_LOGGERS]
-    saved = (root.level, [lg.level for lg in loggers], list(root.handlers), logging.getLogRecordFactory())
-    try:
-        env["IMAGESEARCH_LOG_LEVEL"] = "DEBUG"
-        configure_logging(Settings.from_env(env))
-        assert root.level == logging.DEBUG
-        assert {"discord.http", "discord.webhook.async_", "discord.webhook.sync"} <= set(URL_LOGGERS)
-        assert not any(lg.isEnabledFor(logging.DEBUG) for lg in loggers)
-        record = logging.getLogger("any.library").makeRecord("any.library", logging.DEBUG, __file__, 1,
-                                                            "token %s", (env["DISCORD_TOKEN"],), None)
-        assert env["DISCORD_TOKEN"] not in record.getMessage()
-    finally:
-        redaction.uninstall()
-        assert logging.getLogRecordFactory() is saved[3]
-        root.setLevel(saved[0])
-        for lg, level in zip(loggers, saved[1]):
-            lg.setLevel(level)
-        for handler in root.handlers[:]:
-            if handler not in saved[2]:
-                root.removeHandler(handler)
+    env["IMAGESEARCH_LOG_LEVEL"] = "DEBUG"
+    configure_logging(Settings.from_env(env))   # undone by conftest's _restore_logging
+    assert logging.getLogger().level == logging.DEBUG
+    assert {"discord.http", "discord.webhook.async_", "discord.webhook.sync"} <= set(URL_LOGGERS)
+    assert not any(logging.getLogger(name).isEnabledFor(logging.DEBUG) for name in URL_LOGGERS)
+    record = logging.getLogger("any.library").makeRecord("any.library", logging.DEBUG, __file__, 1,
+                                                        "token %s", (env["DISCORD_TOKEN"],), None)
+    assert env["DISCORD_TOKEN"] not in record.getMessage() and redaction.REDACTED in record.getMessage()
