@@ -19,6 +19,7 @@ import discord
 
 from bot import render
 from bot.errors import report_error, send_private
+from bot.ratelimit import charge
 from bot.results import Query, RenderedPage, render_page
 
 if TYPE_CHECKING:
@@ -97,23 +98,32 @@ class ResultPager(discord.ui.View):
 
     async def _show(self, interaction: discord.Interaction, step: int) -> None:
         """Move `step` pages. The offset is read inside the lock, so two quick presses of Next go
-        two pages, not to the same page twice; a press while a page is still being drawn is
-        acknowledged and dropped, so one user hammering a button cannot queue work on the single
-        model thread in front of everyone else's searches."""
-        await interaction.response.defer()  # an update of this message; the 3-second clock stops
-        self.last_interaction = interaction
+        two pages, not to the same page twice; a press while a page is still being drawn, or one
+        that would not move, is acknowledged and dropped without counting against the rate limit.
+        A press that draws a page is charged (bot.ratelimit.charge) before anything is queued on
+        the single model thread, so one user hammering buttons cannot hold it for everyone."""
         if self._lock.locked():
+            await self._acknowledge(interaction)
             return
         async with self._lock:
             offset = max(0, self.page.offset + step * self.query.k)
             if offset == self.page.offset or (step > 0 and not self.page.has_next):
+                await self._acknowledge(interaction)
                 return
+            charge(self.bot, interaction, "page", offset=offset)
+            await self._acknowledge(interaction)
             rendered = await self.bot.run_blocking(render_page, self.bot.service, self.query, offset,
                                                    upload_limit(interaction))
             self.page = rendered.page
             self._refresh_items()
             parts = result_message(self.query, rendered)
             await interaction.edit_original_response(embed=parts["embed"], attachments=parts["files"], view=self)
+
+    async def _acknowledge(self, interaction: discord.Interaction) -> None:
+        """An update of this message (the 3-second clock stops); the press's token is the freshest
+        one to edit the message with later."""
+        await interaction.response.defer()
+        self.last_interaction = interaction
 
     @discord.ui.button(label="Previous", emoji="◀️", style=discord.ButtonStyle.secondary)
     async def previous_page(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
@@ -132,10 +142,7 @@ class ResultPager(discord.ui.View):
         if hit is None:
             await send_private(interaction, "That result is no longer on this page.")
             return
-        verdict = self.bot.limiter.hit(interaction.user.id)
-        if not verdict.allowed:
-            await send_private(interaction, rate_limit_message(verdict.retry_after))
-            return
+        charge(self.bot, interaction, "more_like_this", row=row)
         await defer_privately(interaction)
         query = Query(label=f"more like {render.clip(hit.file_name, 80)}", k=self.query.k, row=row,
                       year_from=self.query.year_from, year_to=self.query.year_to)
@@ -160,10 +167,6 @@ class ResultPager(discord.ui.View):
     def stop(self) -> None:
         LIVE_PAGERS.pop(self.nonce, None)
         super().stop()
-
-
-def rate_limit_message(retry_after: float) -> str:
-    return f"You're searching too fast. Try again in {max(1, round(retry_after))} seconds."
 
 
 async def defer_privately(interaction: discord.Interaction) -> None:

@@ -336,6 +336,59 @@ async def test_a_press_while_a_page_is_drawn_is_dropped(env: Env) -> None:
     assert [line.split(".**")[0] for line in hit_lines(live)] == ["**5", "**6", "**7", "**8"]
 
 
+def count_worker_jobs(env: Env, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of the jobs queued on the bot's model thread from now on."""
+    jobs: list[str] = []
+    run_blocking = env.bot.run_blocking
+
+    async def counted(fn, /, *args, **kwargs):
+        jobs.append(getattr(fn, "__name__", repr(fn)))
+        return await run_blocking(fn, *args, **kwargs)
+
+    monkeypatch.setattr(env.bot, "run_blocking", counted)
+    return jobs
+
+
+async def use_up_the_rate_limit_with_pages(env: Env, user: FakeUser) -> FakeMessage:
+    """A search, then Next until the user's budget (RATE.count actions) is spent."""
+    msg = await results(await env.search(user=user, prompt="a steam engine", k=4))
+    for _ in range(RATE.count - 1):
+        press = await env.fake.press_button(msg, button_id(msg, "next"), user=user)
+        assert (await press.wait_response()).type == 6
+        msg = await press.wait_followup()
+    return msg
+
+
+@pytest.mark.parametrize("action", ["next", "prev", "more"])
+async def test_pager_actions_count_against_the_rate_limit(env: Env, monkeypatch: pytest.MonkeyPatch,
+                                                          action: str) -> None:
+    """Previous, Next and "more like this" spend the same per-user budget as a search: past it, a
+    press gets a private "too fast" answer, the results are not redrawn and no work is queued."""
+    user = env.user()
+    msg = await use_up_the_rate_limit_with_pages(env, user)
+    edits = env.fake.live_message(msg).edits
+    jobs = count_worker_jobs(env, monkeypatch)
+    if action == "more":
+        press = await env.fake.choose_option(msg, select_id(msg), msg.selects[0]["options"][0]["value"], user=user)
+    else:
+        press = await env.fake.press_button(msg, button_id(msg, action), user=user)
+    response = await press.wait_response()
+    assert response.type == 4 and response.ephemeral and "too fast" in response.message.content
+    await asyncio.sleep(0.5)   # time for a render, were one queued
+    assert jobs == [] and env.fake.live_message(msg).edits == edits
+    assert not public_messages(env.fake, press)
+
+
+async def test_pages_and_searches_share_one_budget(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user who spent the budget on pages cannot start a new search either (and vice versa)."""
+    user = env.user()
+    await use_up_the_rate_limit_with_pages(env, user)
+    jobs = count_worker_jobs(env, monkeypatch)
+    response = await (await env.search(user=user, prompt="birds", k=1)).wait_response()
+    assert response.type == 4 and response.ephemeral and "too fast" in response.message.content
+    assert jobs == []
+
+
 async def test_only_the_invoker_may_page(env: Env) -> None:
     """Another user pressing Next gets a private note and the message does not change."""
     owner, other = env.user(), env.user()

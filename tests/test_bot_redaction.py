@@ -131,7 +131,7 @@ def test_records_handed_to_other_handlers_carry_no_raw_exception(redacted) -> No
         try:
             raise ValueError(ITOKEN)
         except ValueError:
-            logger.error("boom %s", ITOKEN, exc_info=True, stack_info=True)
+            logger.exception("boom %s", ITOKEN, stack_info=True)
     finally:
         logger.removeHandler(handler)
     (record,) = records
@@ -156,7 +156,7 @@ def test_broken_format_arguments_are_redacted_not_leaked(redacted) -> None:
     """A record whose arguments do not fit its format string still never shows a token."""
     logger, out, handler = capture("test.redaction.broken")
     try:
-        logger.info("one %s two %s", ITOKEN)
+        logger.info("one %s two %s", ITOKEN)  # noqa: PLE1206 - the mismatch is the point
     finally:
         logger.removeHandler(handler)
     assert ITOKEN not in out.getvalue() and "unformattable" in out.getvalue()

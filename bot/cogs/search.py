@@ -25,13 +25,13 @@ from discord.ext import commands
 from bot import render
 from bot.cogs.guard import allowed_place
 from bot.errors import Refusal, send_private
+from bot.ratelimit import charge
 from bot.results import Query, render_page
 from bot.views import (
     CUSTOM_ID_PREFIX,
     EXPIRED,
     LIVE_PAGERS,
     defer_privately,
-    rate_limit_message,
     send_results,
     upload_limit,
 )
@@ -116,10 +116,7 @@ class Search(commands.Cog):
             raise Refusal(str(exc), "bad_query") from exc
         k = min(k, bot.settings.max_k)
 
-        verdict = bot.limiter.hit(interaction.user.id)
-        if not verdict.allowed:
-            bot.audit.record("search", allowed=False, reason="rate_limited", prompt=prompt, **where)
-            raise Refusal(rate_limit_message(verdict.retry_after), "rate_limited")
+        charge(bot, interaction, "search", prompt=prompt)
 
         if prompt is not None and bot.policy is not None:
             decision = bot.policy.check_text(prompt)
