@@ -94,3 +94,4 @@ class ImageBot(commands.Bot):
             await super().close()
         finally:
             self.executor.shutdown(wait=False, cancel_futures=True)
+            await asyncio.to_thread(self.audit.close)   # every queued audit line is on disk
