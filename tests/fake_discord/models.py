@@ -18,14 +18,26 @@ from typing import Any
 DISCORD_EPOCH_MS = 1420070400000
 _counter = itertools.count()
 
-# Text channel, button, action row, ephemeral flag: the Discord enum values the fake speaks.
+# Text channel, threads, button, action row, ephemeral flag: the Discord enum values the fake speaks.
 CHANNEL_TEXT = 0
+CHANNEL_PUBLIC_THREAD = 11
+CHANNEL_PRIVATE_THREAD = 12
 COMPONENT_ACTION_ROW = 1
 COMPONENT_BUTTON = 2
 COMPONENT_STRING_SELECT = 3
 FLAG_EPHEMERAL = 1 << 6
 FLAG_LOADING = 1 << 7
 ALL_PERMISSIONS = str((1 << 50) - 1)
+EMBED_LINKS = 1 << 14
+ATTACH_FILES = 1 << 15
+
+
+def permissions_without(*bits: int) -> int:
+    """Every permission but `bits`, e.g. permissions_without(ATTACH_FILES)."""
+    value = int(ALL_PERMISSIONS)
+    for bit in bits:
+        value &= ~bit
+    return value
 
 
 def snowflake() -> int:
@@ -51,26 +63,73 @@ class FakeUser:
 
 
 @dataclass
+class FakeThread:
+    """A thread inside a text channel of a guild (public: type 11, private: type 12)."""
+
+    id: int
+    name: str
+    parent_id: int
+    owner_id: int
+    private: bool = False
+    listed: bool = True          # sent in GUILD_CREATE's `threads` (False: only in interactions)
+
+    def to_json(self, guild_id: int) -> dict[str, Any]:
+        return {"id": str(self.id), "guild_id": str(guild_id), "parent_id": str(self.parent_id),
+                "owner_id": str(self.owner_id), "name": self.name,
+                "type": CHANNEL_PRIVATE_THREAD if self.private else CHANNEL_PUBLIC_THREAD,
+                "last_message_id": None, "message_count": 0, "member_count": 1, "total_message_sent": 0,
+                "rate_limit_per_user": 0, "flags": 0, "applied_tags": [],
+                "thread_metadata": {"archived": False, "auto_archive_duration": 1440,
+                                    "archive_timestamp": iso_now(), "locked": False, "invitable": True,
+                                    "create_timestamp": iso_now()}}
+
+
+@dataclass
 class FakeGuild:
     id: int
     name: str
     channels: dict[str, int]          # name -> channel id, in creation order
     roles: dict[str, int]             # name -> role id (the @everyone role has the guild's id)
     owner_id: int
+    threads: dict[str, FakeThread] = field(default_factory=dict)   # name -> thread
+    # The bot's permissions (an integer bit set) sent as `app_permissions` with each interaction:
+    # per channel or thread id, else the guild's (key None). Threads inherit their parent's.
+    app_permissions: dict[int | None, int] = field(default_factory=lambda: {None: int(ALL_PERMISSIONS)})
 
     def channel_id(self, channel: str | int | None) -> int:
-        """Resolve a channel name (or id) of this guild; None means its first channel."""
+        """Resolve a channel or thread name (or id) of this guild; None means its first channel."""
         if channel is None:
             return next(iter(self.channels.values()))
         if isinstance(channel, int):
-            if channel not in self.channels.values():
+            if channel not in self.channels.values() and channel not in {t.id for t in self.threads.values()}:
                 raise ValueError(f"channel {channel} is not in guild {self.name!r}")
             return channel
+        if channel in self.threads:
+            return self.threads[channel].id
         try:
             return self.channels[channel]
         except KeyError:
-            raise ValueError(f"guild {self.name!r} has no channel {channel!r}; "
-                             f"it has {sorted(self.channels)}") from None
+            raise ValueError(f"guild {self.name!r} has no channel or thread {channel!r}; "
+                             f"it has {sorted(self.channels) + sorted(self.threads)}") from None
+
+    def thread(self, channel_id: int) -> FakeThread | None:
+        return next((t for t in self.threads.values() if t.id == channel_id), None)
+
+    def permissions_in(self, channel_id: int) -> int:
+        """The bot's permissions in a channel or thread: its own, its parent's, or the guild's."""
+        thread = self.thread(channel_id)
+        for key in (channel_id, thread.parent_id if thread else None):
+            if key is not None and key in self.app_permissions:
+                return self.app_permissions[key]
+        return self.app_permissions[None]
+
+    def location_json(self, channel_id: int) -> dict[str, Any]:
+        """The `channel` object of an interaction from this channel or thread."""
+        thread = self.thread(channel_id)
+        if thread is not None:
+            return thread.to_json(self.id)
+        name = next(n for n, cid in self.channels.items() if cid == channel_id)
+        return self.channel_json(name)
 
     def role_ids(self, names: tuple[str, ...] | list[str]) -> list[str]:
         unknown = [n for n in names if n not in self.roles]
@@ -111,7 +170,8 @@ class FakeGuild:
             "preferred_locale": "en-US", "public_updates_channel_id": None, "nsfw_level": 0,
             "premium_progress_bar_enabled": False, "joined_at": iso_now(), "large": False,
             "member_count": 2, "voice_states": [], "members": [self.member_json(bot_user)],
-            "channels": [self.channel_json(n) for n in self.channels], "threads": [], "presences": [],
+            "channels": [self.channel_json(n) for n in self.channels],
+            "threads": [t.to_json(self.id) for t in self.threads.values() if t.listed], "presences": [],
             "stage_instances": [], "guild_scheduled_events": [], "soundboard_sounds": [],
         }
         if unavailable is not None:
@@ -227,12 +287,13 @@ class FakeInteraction:
     """One dispatched interaction and everything the bot answered to it."""
 
     def __init__(self, id: int, token: str, type: int, channel_id: int, guild_id: int | None,
-                 original: FakeMessage | None = None) -> None:
+                 original: FakeMessage | None = None, app_permissions: int = int(ALL_PERMISSIONS)) -> None:
         self.id = id
         self.token = token
         self.type = type
         self.channel_id = channel_id
         self.guild_id = guild_id
+        self.app_permissions = app_permissions    # the bot's permissions where it was invoked
         self.dispatched_at = time.monotonic()
         self.response: FakeResponse | None = None
         # For a component interaction the "original" is the message whose button was pressed.

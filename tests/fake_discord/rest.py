@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from tests.fake_discord.models import (
+    ATTACH_FILES,
+    EMBED_LINKS,
     FLAG_EPHEMERAL,
     FLAG_LOADING,
     FakeAttachment,
@@ -59,6 +61,7 @@ class Failure:
     remaining: int
     retry_after: float
     global_: bool
+    message: str | None = None
 
 
 Handler = Callable[[re.Match[str], RecordedRequest], Awaitable[Any]]
@@ -71,7 +74,7 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
                         headers={"Content-Type": "application/json", **(headers or {})})
 
 
-def failure_response(failure: Failure) -> web.Response:
+def failure_response(failure: Failure, path: str) -> web.Response:
     if failure.status == 429:
         # Via marks the 429 as Discord's own (without it discord.py assumes a Cloudflare ban).
         headers = {"Via": "1.1 google", "Retry-After": str(max(1, math.ceil(failure.retry_after))),
@@ -83,7 +86,8 @@ def failure_response(failure: Failure) -> web.Response:
         body = {"message": "You are being rate limited.", "retry_after": failure.retry_after,
                 "global": failure.global_, "code": 0}
         return json_response(body, 429, headers)
-    return json_response({"message": f"{failure.status}: Injected failure", "code": 0}, failure.status)
+    message = failure.message.replace("{path}", path) if failure.message else f"{failure.status}: Injected failure"
+    return json_response({"message": message, "code": 0}, failure.status)
 
 
 class Rest:
@@ -100,6 +104,7 @@ class Rest:
             ("GET", r"/gateway/bot", self.get_gateway_bot, True),
             ("GET", r"/users/@me", self.get_me, True),
             ("GET", r"/users/(?P<user>\d+)", self.get_user, True),
+            ("GET", r"/users/@me/guilds", self.get_my_guilds, True),
             ("DELETE", r"/users/@me/guilds/(?P<guild>\d+)", self.leave_guild, True),
             ("GET", r"/oauth2/applications/@me", self.get_application, True),
             ("GET", r"/applications/@me", self.get_application, True),
@@ -135,7 +140,7 @@ class Rest:
             if failure.remaining > 0 and failure.method == record.method and failure.pattern.search(record.path):
                 failure.remaining -= 1
                 log.info("fake discord: injected %s on %s %s", failure.status, record.method, record.path)
-                return failure_response(failure)
+                return failure_response(failure, record.path)
         for method, pattern, handler, auth in self.routes:
             match = pattern.match(record.path)
             if match is None or method != record.method:
@@ -205,6 +210,18 @@ class Rest:
                 "bot": fake.bot_user.to_json(), "interactions_endpoint_url": None, "tags": [],
                 "redirect_uris": [], "approximate_guild_count": len(fake.guilds)}
 
+    async def get_my_guilds(self, m: re.Match[str], r: RecordedRequest) -> Any:
+        """The guilds the bot is in, as partial guilds, paged by id like Discord (limit 1-200)."""
+        limit = max(1, min(200, int(r.query.get("limit", 200))))
+        ids = sorted(self.fake.guilds)
+        if "before" in r.query:
+            ids = [g for g in ids if g < int(r.query["before"])][-limit:]
+        else:
+            ids = [g for g in ids if g > int(r.query.get("after", 0))][:limit]
+        return [{"id": str(g), "name": self.fake.guilds[g].name, "icon": None, "banner": None, "owner": False,
+                 "permissions": str(self.fake.guilds[g].app_permissions[None]), "features": [],
+                 "approximate_member_count": 2, "approximate_presence_count": 1} for g in ids]
+
     async def leave_guild(self, m: re.Match[str], r: RecordedRequest) -> Any:
         guild_id = int(m["guild"])
         if guild_id not in self.fake.guilds:
@@ -268,9 +285,13 @@ class Rest:
     # -- interactions ----------------------------------------------------------------------
 
     def _build(self, message: FakeMessage, payload: dict[str, Any], files: list[RecordedFile],
-               *, limit: int, editing: bool) -> None:
-        """Apply a create/edit payload to `message`, after checking Discord's limits (so a
-        refused request changes nothing)."""
+               *, limit: int, editing: bool, permissions: int) -> None:
+        """Apply a create/edit payload to `message`, after checking Discord's limits and the bot's
+        permissions (so a refused request changes nothing)."""
+        if files and not permissions & ATTACH_FILES:
+            raise DiscordError(403, 50013, "Missing Permissions (Attach Files)")
+        if payload.get("embeds") and not permissions & EMBED_LINKS:
+            raise DiscordError(403, 50013, "Missing Permissions (Embed Links)")
         content = payload.get("content", message.content) or ""
         embeds = payload.get("embeds", message.embeds) or []
         components = payload.get("components", message.components) or []
@@ -334,7 +355,8 @@ class Rest:
         message: FakeMessage | None = None
         if kind == 4:
             message = self._new_message(inter, flags & FLAG_EPHEMERAL)
-            self._build(message, data, r.files, limit=self.fake.attachment_size_limit, editing=False)
+            self._build(message, data, r.files, limit=self.fake.attachment_size_limit, editing=False,
+                        permissions=inter.app_permissions)
             inter.original = message
         elif kind == 5:
             inter.original = self._new_message(inter, (flags & FLAG_EPHEMERAL) | FLAG_LOADING)
@@ -342,7 +364,8 @@ class Rest:
         elif kind == 7:
             if inter.original is None:
                 raise DiscordError(400, 40004, "Interaction has no message to update")
-            self._build(inter.original, data, r.files, limit=self.fake.attachment_size_limit, editing=True)
+            self._build(inter.original, data, r.files, limit=self.fake.attachment_size_limit, editing=True,
+                        permissions=inter.app_permissions)
             message = inter.original
         elif kind not in (6, 9):
             raise DiscordError(400, 50035, f"Invalid Form Body: unknown callback type {kind}")
@@ -385,12 +408,14 @@ class Rest:
             # Discord: the first followup after a defer replaces the "thinking" message and keeps
             # the defer's visibility, whatever flags the followup asked for.
             message = inter.original
-            self._build(message, payload, r.files, limit=self.fake.attachment_size_limit, editing=False)
+            self._build(message, payload, r.files, limit=self.fake.attachment_size_limit, editing=False,
+                        permissions=inter.app_permissions)
             message.flags &= ~FLAG_LOADING
             inter._first_followup_pending = False
         else:
             message = self._new_message(inter, int(payload.get("flags") or 0) & FLAG_EPHEMERAL)
-            self._build(message, payload, r.files, limit=self.fake.attachment_size_limit, editing=False)
+            self._build(message, payload, r.files, limit=self.fake.attachment_size_limit, editing=False,
+                        permissions=inter.app_permissions)
             inter.followups.append(message)
         inter._notify(message)
         if r.query.get("wait", "").lower() not in ("true", "1"):
@@ -409,7 +434,7 @@ class Rest:
         payload = r.json if isinstance(r.json, dict) else {}
         replacing_loading = bool(message.flags & FLAG_LOADING)
         self._build(message, payload, r.files, limit=self.fake.attachment_size_limit,
-                    editing=not replacing_loading)
+                    editing=not replacing_loading, permissions=inter.app_permissions)
         if replacing_loading:
             message.flags &= ~FLAG_LOADING
             inter._first_followup_pending = False
@@ -428,21 +453,20 @@ class Rest:
     def _channel(self, m: re.Match[str]) -> tuple[int, Any]:
         channel_id = int(m["channel"])
         for guild in self.fake.guilds.values():
-            for cid in guild.channels.values():
-                if cid == channel_id:
-                    return channel_id, guild
+            if channel_id in guild.channels.values() or guild.thread(channel_id) is not None:
+                return channel_id, guild
         raise DiscordError(404, 10003, "Unknown Channel")
 
     async def get_channel(self, m: re.Match[str], r: RecordedRequest) -> Any:
         channel_id, guild = self._channel(m)
-        name = next(n for n, cid in guild.channels.items() if cid == channel_id)
-        return guild.channel_json(name)
+        return guild.location_json(channel_id)
 
     async def post_channel_message(self, m: re.Match[str], r: RecordedRequest) -> Any:
         channel_id, guild = self._channel(m)
         message = FakeMessage(id=snowflake(), channel_id=channel_id, guild_id=guild.id, author=self.fake.bot_user)
         payload = r.json if isinstance(r.json, dict) else {}
-        self._build(message, payload, r.files, limit=self.fake.attachment_size_limit, editing=False)
+        self._build(message, payload, r.files, limit=self.fake.attachment_size_limit, editing=False,
+                    permissions=guild.permissions_in(channel_id))
         self.fake.sent_channel_messages.setdefault(channel_id, []).append(message)
         return message.to_json(self.fake.cdn_base)
 

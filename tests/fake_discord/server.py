@@ -28,6 +28,7 @@ from tests.fake_discord.models import (
     FakeGuild,
     FakeInteraction,
     FakeMessage,
+    FakeThread,
     FakeUser,
     RecordedRequest,
     snowflake,
@@ -158,10 +159,11 @@ class FakeDiscord:
         return user
 
     def add_guild(self, name: str, channels: list[str] | tuple[str, ...] = ("general",),
-                  roles: list[str] | tuple[str, ...] = ()) -> FakeGuild:
+                  roles: list[str] | tuple[str, ...] = (), *, guild_id: int | None = None) -> FakeGuild:
+        """A guild the bot is in. `guild_id`: a fixed id (e.g. one allowlisted before the bot joins)."""
         if not channels:
             raise ValueError("a guild needs at least one channel")
-        guild_id = snowflake()
+        guild_id = guild_id or snowflake()
         guild = FakeGuild(id=guild_id, name=name, channels={c: snowflake() for c in channels},
                           roles={"@everyone": guild_id, **{r: snowflake() for r in roles}},
                           owner_id=self.owner.id)
@@ -169,10 +171,30 @@ class FakeDiscord:
         return guild
 
     async def add_guild_later(self, name: str, channels: list[str] | tuple[str, ...] = ("general",),
-                              roles: list[str] | tuple[str, ...] = ()) -> FakeGuild:
-        guild = self.add_guild(name, channels, roles)
+                              roles: list[str] | tuple[str, ...] = (), *, guild_id: int | None = None) -> FakeGuild:
+        guild = self.add_guild(name, channels, roles, guild_id=guild_id)
         await self.gateway.dispatch("GUILD_CREATE", guild.to_json(self.bot_user, unavailable=None))
         return guild
+
+    async def add_thread(self, guild: FakeGuild, name: str, parent: str, *, private: bool = False,
+                         listed: bool = True) -> FakeThread:
+        """A thread in the text channel `parent` (public, or private: type 12). `listed=False`: the
+        bot learns of it only from an interaction's `channel` (a private thread it was never added
+        to). Once the bot is connected, a listed thread is announced with THREAD_CREATE."""
+        if name in guild.threads or name in guild.channels:
+            raise ValueError(f"guild {guild.name!r} already has a channel or thread {name!r}")
+        thread = FakeThread(snowflake(), name, guild.channel_id(parent), self.owner.id, private=private,
+                            listed=listed)
+        guild.threads[name] = thread
+        if listed and self.gateway.session is not None:
+            await self.gateway.dispatch("THREAD_CREATE", {**thread.to_json(guild.id), "newly_created": True})
+        return thread
+
+    def set_app_permissions(self, guild: FakeGuild, permissions: int, channel: str | int | None = None) -> None:
+        """The bot's permissions sent with interactions from `guild` (or from one channel or thread of
+        it); e.g. permissions_without(ATTACH_FILES). Messages with files or embeds that they forbid
+        are refused with 403 (see README)."""
+        guild.app_permissions[None if channel is None else guild.channel_id(channel)] = int(permissions)
 
     async def wait_ready(self, timeout: float = 10.0) -> None:
         await asyncio.wait_for(self.gateway.ready.wait(), timeout)
@@ -184,9 +206,11 @@ class FakeDiscord:
         return list(self.sent_channel_messages.get(channel_id, []))
 
     def fail_next(self, method: str, path_regex: str, status: int = 429, times: int = 1,
-                  retry_after: float = 0.2, global_: bool = False) -> None:
+                  retry_after: float = 0.2, global_: bool = False, message: str | None = None) -> None:
+        """`message`: the JSON error message of a non-429 failure; `{path}` in it becomes the request's
+        path (as an error text that echoes its URL would: the bot must not log the token in it)."""
         self.rest.failures.append(Failure(method.upper(), re.compile(path_regex), status, times,
-                                          retry_after, global_))
+                                          retry_after, global_, message))
 
     async def drop_gateway(self, resumable: bool = True, timeout: float = 10.0, wait: bool = True) -> None:
         """Drop the websocket and return once the client is back (RESUMED, or a new READY).
@@ -336,19 +360,21 @@ class FakeDiscord:
     async def _dispatch_interaction(self, kind: int, data: dict[str, Any], user: FakeUser,
                                     guild: FakeGuild | None, channel_id: int, roles: list[str] | tuple[str, ...],
                                     locale: str, message: FakeMessage | None = None) -> FakeInteraction:
+        # Deliberately not Discord's token shape (base64 "interaction:…"): a test then proves the bot
+        # redacts tokens where they appear (URLs, payload fields), not merely by their prefix.
+        permissions = guild.permissions_in(channel_id) if guild is not None else int(ALL_PERMISSIONS)
         inter = FakeInteraction(snowflake(), "itoken." + secrets.token_urlsafe(32), kind, channel_id,
-                                guild.id if guild else None, original=message)
+                                guild.id if guild else None, original=message, app_permissions=permissions)
         payload: dict[str, Any] = {
             "id": str(inter.id), "application_id": str(self.application_id), "type": kind, "data": data,
             "channel_id": str(channel_id), "token": inter.token, "version": 1,
-            "app_permissions": ALL_PERMISSIONS, "locale": locale, "entitlements": [],
+            "app_permissions": str(permissions), "locale": locale, "entitlements": [],
             "attachment_size_limit": self.attachment_size_limit,
         }
         if guild is not None:
-            name = next(n for n, cid in guild.channels.items() if cid == channel_id)
             payload.update(guild_id=str(guild.id), guild_locale="en-US", context=0,
                            guild={"id": str(guild.id), "locale": "en-US", "features": []},
-                           channel=guild.channel_json(name),
+                           channel=guild.location_json(channel_id),
                            member={**guild.member_json(user, roles), "permissions": ALL_PERMISSIONS},
                            authorizing_integration_owners={"0": str(guild.id)})
         else:
