@@ -13,6 +13,7 @@ import discord
 from discord.ext import commands
 
 from bot.audit import AuditLog
+from bot.commandsync import CommandSync, CommandSyncError
 from bot.errors import ImageBotTree
 from bot.ratelimit import SlidingWindowLimiter
 from bot.settings import Settings
@@ -47,6 +48,7 @@ class ImageBot(commands.Bot):
         self.policy = policy
         self.audit = audit or AuditLog(settings.audit_log)
         self.limiter = SlidingWindowLimiter(settings.rate_limit.count, settings.rate_limit.seconds)
+        self.command_sync = CommandSync(self)
         # One worker by default: queries queue for the model instead of fighting over the CPU cores,
         # and the event loop (gateway heartbeat, other users' deferrals) never waits on them.
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imagesearch")
@@ -57,7 +59,7 @@ class ImageBot(commands.Bot):
         return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
 
     async def setup_hook(self) -> None:
-        """Load every extension, then sync the commands; any failure stops start-up.
+        """Load every extension, then sync the commands (bot/commandsync.py); any failure stops start-up.
 
         Both extensions are essential, and syncing after a failed load would replace the
         application's commands with an empty set: /imagesearch would vanish from every server
@@ -71,19 +73,12 @@ class ImageBot(commands.Bot):
                 raise StartupError(f"the extension {name} failed to load ({type(exc.__cause__ or exc).__name__}); "
                                    "see the log above") from exc
         try:
-            if self.settings.dev_guild_id is not None:
-                guild = discord.Object(id=self.settings.dev_guild_id)
-                self.tree.copy_global_to(guild=guild)
-                synced = await self.tree.sync(guild=guild)
-                log.info("Synced %d command(s) to development guild %s", len(synced), guild.id)
-            else:
-                synced = await self.tree.sync()
-                log.info("Synced %d global command(s); Discord may take a while to show changes", len(synced))
-        except discord.Forbidden as exc:
-            where = ("IMAGESEARCH_DEV_GUILD names a server the bot is not in, or"
-                     if self.settings.dev_guild_id is not None else "")
-            raise StartupError(f"Discord refused to register the slash commands: {where} the bot was "
-                               "invited without the applications.commands scope (see README).") from exc
+            await self.command_sync.sync_all()
+        except CommandSyncError as exc:
+            raise StartupError(str(exc)) from exc
+
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        await self.command_sync.sync_joined(guild)
 
     async def on_ready(self) -> None:
         log.info("Logged in as %s (%s) in %d guild(s)", self.user, getattr(self.user, "id", "?"),
