@@ -15,12 +15,13 @@ from collections.abc import Mapping
 from bot import redaction
 from bot.settings import ConfigError, Settings
 from search_core.encoder import quiet_model_loading
-from search_core.errors import CollectionError, ImageSearchError
+from search_core.errors import CollectionError, DeviceError, ImageSearchError
 from search_core.listfile import read_list
 
 log = logging.getLogger("bot")
 
-EXIT_CONFIG = 2
+EXIT_CONFIG = 2      # something to change in the configuration, the invitation or the code
+EXIT_UNREACHABLE = 3  # Discord could not be reached or was down: the same start may work later
 
 
 # Loggers that print request URLs at DEBUG, and follow-up URLs hold interaction tokens (valid 15
@@ -55,9 +56,14 @@ def load_hidden(settings: Settings) -> list[str]:
 
 def open_service(settings: Settings):
     """Load the collection and its model; errors name the variable that points at the fault."""
+    from search_core.encoder import resolve_device
     from search_core.search import SearchService
 
     hidden = load_hidden(settings)
+    try:
+        resolve_device(settings.device)    # before the collection and the model: seconds, not minutes
+    except DeviceError as exc:
+        raise ConfigError(f"IMAGESEARCH_DEVICE: {exc}") from exc
     try:
         return SearchService.open(settings.collection_dir, model=settings.model_name, device=settings.device,
                                   hidden_files=hidden)
@@ -114,6 +120,7 @@ def main(env: Mapping[str, str] | None = None) -> int:
     if not settings.allowed_guilds:
         log.warning("IMAGESEARCH_ALLOWED_GUILDS is empty: the bot will leave every server it is in")
 
+    import aiohttp
     import discord
 
     from bot.client import StartupError
@@ -130,6 +137,20 @@ def main(env: Mapping[str, str] | None = None) -> int:
     except discord.PrivilegedIntentsRequired:
         print("imagesearch bot: Discord refused the gateway intents this bot asks for.", file=sys.stderr)
         return EXIT_CONFIG
+    except discord.ConnectionClosed as exc:
+        print(f"imagesearch bot: Discord closed the gateway connection (code {exc.code}: {exc.reason or 'no reason'}); "
+              "start the bot again, and check the bot's settings in the developer portal if it repeats.",
+              file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except discord.DiscordServerError as exc:
+        print(f"imagesearch bot: Discord's API is failing ({exc.status}); start the bot again in a few minutes.",
+              file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except (OSError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"imagesearch bot: could not reach Discord ({reason}); check this machine's network "
+              "connection, DNS, proxy or firewall, then start the bot again.", file=sys.stderr)
+        return EXIT_UNREACHABLE
     except KeyboardInterrupt:
         pass
     return 0

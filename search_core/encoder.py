@@ -33,7 +33,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
-from search_core.errors import BuildError
+from search_core.errors import BuildError, DeviceError
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +51,33 @@ _TEXT_PARTS = ("text_model", "text_projection")
 
 
 def resolve_device(device: str = "auto") -> str:
-    """'auto' picks CUDA when a GPU is usable, else the CPU."""
-    if device != "auto":
-        return device
+    """'auto' picks CUDA when a GPU is usable, else the CPU; a named accelerator must exist here.
+
+    Checked before any model is loaded, so a wrong choice is one sentence naming the fix instead
+    of a failure deep inside torch (or, on MPS, a crash at the first query).
+    """
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return device
+    if device == "mps":
+        if not torch.backends.mps.is_available():
+            raise DeviceError("device mps is not available on this machine (it needs an Apple-silicon Mac and "
+                              "a PyTorch build with MPS); use auto or cpu.")
+        return device
+    kind, _, index = device.partition(":")
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise DeviceError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps.")
+    if not torch.cuda.is_available():
+        raise DeviceError(f"device {device} is not available: PyTorch sees no CUDA GPU on this machine "
+                          "(none installed, no driver, or a CPU-only PyTorch build); use auto or cpu.")
+    count = torch.cuda.device_count()
+    if index and int(index) >= count:
+        raise DeviceError(f"device {device} does not exist: this machine has {count} CUDA GPU(s), "
+                          f"cuda:0 to cuda:{count - 1}.")
+    return device
 
 
 @lru_cache(maxsize=1)
@@ -81,19 +102,24 @@ def cpu_has_native_bf16() -> bool:
 def resolve_precision(precision: str, device: str) -> tuple[str, str]:
     """(image precision, text precision) for a requested precision on a resolved device.
 
-    ``auto``: fp16 on CUDA; on a CPU, the fastest path that passed the fidelity check here:
-    bf16 for both towers with native bf16, else int8 images and fp32 text.
+    ``auto``: fp16 on CUDA; fp32 on MPS (nothing was measured there, and fp32 is always correct);
+    on a CPU, the fastest path that passed the fidelity check here: bf16 for both towers with
+    native bf16, else int8 images and fp32 text. The CPU choices read the CPU's own flags, so they
+    never apply to an accelerator: int8 dynamic quantisation runs on the CPU only.
     """
     if precision not in PRECISIONS:
         raise BuildError(f"Unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}.")
     cuda = device.startswith("cuda")
+    accelerator = device != "cpu"
     if precision == "auto":
         if cuda:
             return "fp16", "fp16"
+        if accelerator:
+            return "fp32", "fp32"
         return ("bf16", "bf16") if cpu_has_native_bf16() else ("int8", "fp32")
-    if precision == "int8" and cuda:
-        raise BuildError("int8 is a CPU path (dynamic quantisation); on a GPU use fp16 or auto.")
-    if precision == "fp16" and not cuda:
+    if precision == "int8" and accelerator:
+        raise BuildError(f"int8 is a CPU path (dynamic quantisation); on {device} use fp16, fp32 or auto.")
+    if precision == "fp16" and not accelerator:
         raise BuildError("fp16 is a GPU precision: on the CPU it runs about 9x slower than fp32. "
                          "Use auto, bf16 or int8 instead.")
     return precision, precision

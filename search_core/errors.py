@@ -38,3 +38,7 @@ class QueryError(ImageSearchError):
 
 class BuildError(ImageSearchError):
     """A build cannot start or finish: empty source, missing path, unknown model."""
+
+
+class DeviceError(ImageSearchError):
+    """The device asked for (cuda, cuda:N, mps) is not usable on this machine; nothing was loaded."""
