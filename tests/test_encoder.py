@@ -5,6 +5,7 @@ Fidelity is checked on the tiny random CLIP (fast); the full-size figures are in
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,8 @@ import pytest
 import torch
 
 from search_core import encoder as encoder_module
-from search_core.encoder import Encoder, compare_embeddings, resolve_precision
-from search_core.errors import BuildError
+from search_core.encoder import Encoder, compare_embeddings, resolve_device, resolve_precision
+from search_core.errors import BuildError, DeviceError
 from tests.fixtures.images import draw_image
 
 PROMPTS = [f"a {colour} {thing}" for colour in ("red", "blue", "green", "gold")
@@ -119,8 +120,47 @@ def test_auto_on_cuda_is_fp16():
     assert resolve_precision("auto", "cuda:0") == ("fp16", "fp16")
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_on_mps_never_picks_a_cpu_path(native, monkeypatch):
+    """On an Apple GPU, auto is fp32: the CPU's bf16 flags say nothing about it, and int8 dynamic
+    quantisation runs on the CPU only."""
+    monkeypatch.setattr(encoder_module, "cpu_has_native_bf16", lambda: native)
+    assert resolve_precision("auto", "mps") == ("fp32", "fp32")
+
+
+def test_accelerator_precisions_are_allowed_on_mps():
+    assert resolve_precision("fp16", "mps") == ("fp16", "fp16")
+    assert resolve_precision("bf16", "mps") == ("bf16", "bf16")
+
+
+@pytest.mark.parametrize(("device", "cuda_gpus", "mps", "expected"), [
+    ("auto", 0, False, "cpu"), ("auto", 2, False, "cuda"), ("cpu", 0, False, "cpu"),
+    ("cuda:1", 2, False, "cuda:1"), ("mps", 0, True, "mps"),
+])
+def test_resolve_device_accepts_devices_that_exist(monkeypatch, device, cuda_gpus, mps, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda_gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: cuda_gpus)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert resolve_device(device) == expected
+
+
+@pytest.mark.parametrize(("device", "cuda_gpus", "words"), [
+    ("mps", 1, "mps is not available"), ("cuda", 0, "no CUDA GPU"), ("cuda:0", 0, "no CUDA GPU"),
+    ("cuda:2", 2, "has 2 CUDA GPU(s), cuda:0 to cuda:1"), ("cuda:x", 1, "unknown device"),
+    ("tpu", 1, "unknown device"),
+])
+def test_resolve_device_refuses_devices_that_do_not_exist(monkeypatch, device, cuda_gpus, words):
+    """One sentence naming what is missing and what to use instead, before any model loads."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda_gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: cuda_gpus)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(DeviceError, match=re.escape(words)):
+        resolve_device(device)
+
+
 @pytest.mark.parametrize(("precision", "device", "words"), [
     ("int8", "cuda", "CPU path"),
+    ("int8", "mps", "CPU path"),
     ("fp16", "cpu", "GPU precision"),
     ("float8", "cpu", "Unknown precision"),
 ])
