@@ -13,11 +13,16 @@ from typing import Any
 
 import discord
 
+CONTENT_LIMIT = 2000
 EMBED_TITLE_LIMIT = 256
 EMBED_DESCRIPTION_LIMIT = 4096
 EMBED_FOOTER_LIMIT = 2048
 EMBED_TOTAL_LIMIT = 6000
 OPTION_TEXT_LIMIT = 100
+
+NO_SHEET_NOTE = ("-# No contact sheet: this bot may not attach files in this channel "
+                 "(a server admin can grant it Attach Files).")
+NO_EMBED_NOTE = "-# Plain text: this bot may not embed links in this channel (Embed Links)."
 
 # Each hit's line gets an equal share of the description, at most this much.
 LINE_LIMIT = 300
@@ -99,3 +104,20 @@ def select_option_text(hit: Any) -> tuple[str, str]:
     year = f" ({hit.year})" if getattr(hit, "year", None) is not None else ""
     label = clip(f"{hit.rank}. {clip(str(title), OPTION_TEXT_LIMIT - len(year) - 6)}{year}", OPTION_TEXT_LIMIT)
     return label, clip(no_breaks(hit.file_name), OPTION_TEXT_LIMIT)
+
+
+def results_text(embed: discord.Embed, notes: Sequence[str] = ()) -> str:
+    """The results embed as message content, for channels where the bot may not post embeds:
+    title, hit lines (whole lines only, as many as fit) and footer, then the notes, in 2000
+    characters."""
+    tail = [f"-# {embed.footer.text}"] if embed.footer and embed.footer.text else []
+    tail += list(notes)
+    head = f"**{embed.title}**" if embed.title else ""
+    room = CONTENT_LIMIT - len(head) - sum(len(t) + 1 for t in tail) - 1
+    lines: list[str] = []
+    for line in (embed.description or "").splitlines():
+        if len(line) + 1 > room:
+            break
+        lines.append(line)
+        room -= len(line) + 1
+    return clip("\n".join(part for part in [head, *lines, *tail] if part), CONTENT_LIMIT)

@@ -43,15 +43,37 @@ def upload_limit(interaction: discord.Interaction) -> int:
     return int(getattr(interaction, "filesize_limit", 0) or 10 * 1024 * 1024)
 
 
-def result_message(query: Query, rendered: RenderedPage) -> dict[str, Any]:
-    """Keyword arguments for followup.send / edit_original_response (minus the view)."""
+async def draw_page(bot: ImageBot, interaction: discord.Interaction, query: Query, offset: int) -> RenderedPage:
+    """Search one page and draw its contact sheet, off the event loop, for this interaction.
+
+    Where the bot may not attach files (`app_permissions`, sent with each interaction) the sheet is
+    not drawn at all: the page is searched and shown as text (see `result_message`). Every action
+    that shows a page goes through here, after `bot.ratelimit.charge`.
+    """
+    if interaction.app_permissions.attach_files:
+        return await bot.run_blocking(render_page, bot.service, query, offset, upload_limit(interaction))
+    page = await bot.run_blocking(query.fetch, bot.service, offset)
+    return RenderedPage(page=page, sheet=None, extension="png")
+
+
+def result_message(query: Query, rendered: RenderedPage, permissions: discord.Permissions) -> dict[str, Any]:
+    """Keyword arguments (content, embed, files) for followup.send / edit_original_response.
+
+    What the bot may post where it was asked: without Attach Files, no contact sheet and a note
+    saying why; without Embed Links, the same results as plain text. Discord refuses (or drops)
+    what the permissions forbid, so the message never depends on them.
+    """
     page = rendered.page
-    image_url = f"attachment://{rendered.filename}" if rendered.sheet is not None else None
+    attach = rendered.sheet is not None and permissions.attach_files
+    notes = [render.NO_SHEET_NOTE] if page.hits and not permissions.attach_files else []
     embed = render.results_embed(query.label, page.hits, offset=page.offset, total=page.total_eligible,
-                                 image_url=image_url)
+                                 image_url=f"attachment://{rendered.filename}" if attach else None)
     files = [discord.File(io.BytesIO(rendered.sheet), filename=rendered.filename,
-                          description="Contact sheet of the results")] if rendered.sheet is not None else []
-    return {"embed": embed, "files": files}
+                          description="Contact sheet of the results")] if attach else []
+    if not permissions.embed_links:
+        return {"content": render.results_text(embed, [*notes, render.NO_EMBED_NOTE]), "embed": None,
+                "files": files}
+    return {"content": "\n".join(notes) or None, "embed": embed, "files": files}
 
 
 class ResultPager(discord.ui.View):
@@ -112,12 +134,12 @@ class ResultPager(discord.ui.View):
                 return
             charge(self.bot, interaction, "page", offset=offset)
             await self._acknowledge(interaction)
-            rendered = await self.bot.run_blocking(render_page, self.bot.service, self.query, offset,
-                                                   upload_limit(interaction))
+            rendered = await draw_page(self.bot, interaction, self.query, offset)
             self.page = rendered.page
             self._refresh_items()
-            parts = result_message(self.query, rendered)
-            await interaction.edit_original_response(embed=parts["embed"], attachments=parts["files"], view=self)
+            parts = result_message(self.query, rendered, interaction.app_permissions)
+            await interaction.edit_original_response(content=parts["content"], embed=parts["embed"],
+                                                     attachments=parts["files"], view=self)
 
     async def _acknowledge(self, interaction: discord.Interaction) -> None:
         """An update of this message (the 3-second clock stops); the press's token is the freshest
@@ -146,8 +168,7 @@ class ResultPager(discord.ui.View):
         await defer_privately(interaction)
         query = Query(label=f"more like {render.clip(hit.file_name, 80)}", k=self.query.k, row=row,
                       year_from=self.query.year_from, year_to=self.query.year_to)
-        rendered = await self.bot.run_blocking(render_page, self.bot.service, query, 0, upload_limit(interaction))
-        await send_results(self.bot, interaction, query, rendered)
+        await send_results(self.bot, interaction, query, await draw_page(self.bot, interaction, query, 0))
 
     async def on_timeout(self) -> None:
         LIVE_PAGERS.pop(self.nonce, None)
@@ -187,12 +208,12 @@ async def send_results(bot: ImageBot, interaction: discord.Interaction, query: Q
     The private "thinking…" is first replaced (so the results become a follow-up of their own,
     with their own visibility), then deleted once the results are up.
     """
-    parts = result_message(query, rendered)
+    parts = result_message(query, rendered, interaction.app_permissions)
     view = ResultPager(bot, interaction.user.id, query, rendered)
     try:
         await interaction.edit_original_response(content="Posting your results…")
-        message = await interaction.followup.send(embed=parts["embed"], files=parts["files"], view=view,
-                                                  ephemeral=False, wait=True)
+        message = await interaction.followup.send(content=parts["content"], embed=parts["embed"],
+                                                  files=parts["files"], view=view, ephemeral=False, wait=True)
     except BaseException:
         view.stop()   # never posted: drop it from LIVE_PAGERS with its query vector
         raise

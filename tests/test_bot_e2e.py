@@ -28,7 +28,15 @@ from bot.settings import RateLimit, Settings
 from search_core.images import load_query_image
 from search_core.moderation import ModerationPolicy
 from search_core.search import SearchService
-from tests.fake_discord import FakeDiscord, FakeInteraction, FakeMessage, FakeUser
+from tests.fake_discord import (
+    ATTACH_FILES,
+    EMBED_LINKS,
+    FakeDiscord,
+    FakeInteraction,
+    FakeMessage,
+    FakeUser,
+    permissions_without,
+)
 from tests.fixtures.images import draw_image
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
@@ -39,6 +47,11 @@ CONCEPT = "a burning ship at sea"
 CONCEPT_VARIANT = "  A Burning  SHIP at Sea "
 INNOCENT_PROMPTS = ["a ship", "a steam engine", "birds", "skills of the craftsman", "x" * 1000]
 FORMAT_SEED = 987_654   # a picture not in the collection, sent in every accepted format
+ALLOWED_CHANNELS = ("research", "no-files", "no-embeds", "bare")
+# (name, parent channel, private, listed in GUILD_CREATE): threads of an allowed and of another channel.
+THREADS = [("ideas", "research", False, True), ("notes", "research", True, True),
+           ("unlisted", "research", True, False), ("chat", "general", False, True),
+           ("whispers", "general", True, False), ("sheetless", "no-files", False, True)]
 
 
 # --- Fixtures -------------------------------------------------------------------------------------
@@ -87,8 +100,8 @@ class Env:
     """Everything a test needs: the fake, the running bot, the allowed guild, helpers."""
 
     def __init__(self, fake: FakeDiscord, bot: ImageBot, lab: Any, stranger: Any, audit: Path,
-                 logs: LogCapture, refused_image: Path, far_image: Path) -> None:
-        self.fake, self.bot, self.lab, self.stranger = fake, bot, lab, stranger
+                 logs: LogCapture, refused_image: Path, far_image: Path, archive: Any) -> None:
+        self.fake, self.bot, self.lab, self.stranger, self.archive = fake, bot, lab, stranger, archive
         self.audit, self.logs = audit, logs
         self.refused_image, self.far_image = refused_image, far_image
         self._users = 0
@@ -115,18 +128,26 @@ async def env(service, policy_and_images, collection_dir, tmp_path_factory):
     audit = tmp_path_factory.mktemp("audit") / "audit.jsonl"
     async with FakeDiscord() as fake:
         fake.install()
-        lab = fake.add_guild("Lab", channels=["research", "general"])
+        lab = fake.add_guild("Lab", channels=["research", "general", "no-files", "no-embeds", "bare"])
         stranger = fake.add_guild("Stranger", channels=["lobby"])
+        archive = fake.add_guild("Archive", channels=["stacks"])
+        fake.set_app_permissions(archive, permissions_without(ATTACH_FILES))   # the whole guild
+        for name, parent, private, listed in THREADS:
+            await fake.add_thread(lab, name, parent, private=private, listed=listed)
+        fake.set_app_permissions(lab, permissions_without(ATTACH_FILES), channel="no-files")
+        fake.set_app_permissions(lab, permissions_without(EMBED_LINKS), channel="no-embeds")
+        fake.set_app_permissions(lab, permissions_without(ATTACH_FILES, EMBED_LINKS), channel="bare")
         settings = Settings(discord_token=fake.token, collection_dir=collection_dir,
-                            allowed_guilds=frozenset({lab.id}),
-                            allowed_channels=frozenset({lab.channels["research"]}),
+                            allowed_guilds=frozenset({lab.id, archive.id}),
+                            allowed_channels=frozenset([*(lab.channels[c] for c in ALLOWED_CHANNELS),
+                                                        archive.channels["stacks"]]),
                             rate_limit=RATE, audit_log=audit, device="cpu")
         bot = ImageBot(settings, service, policy, guild_ready_timeout=0.05)
         task = asyncio.create_task(bot.start(fake.token))
         try:
             await fake.wait_ready()
             await asyncio.wait_for(bot.wait_until_ready(), 10)
-            yield Env(fake, bot, lab, stranger, audit, logs, refused_image, far_image)
+            yield Env(fake, bot, lab, stranger, audit, logs, refused_image, far_image, archive)
         finally:
             await bot.close()
             await asyncio.wait_for(task, 10)
@@ -141,6 +162,16 @@ async def results(inter: FakeInteraction, timeout: float = 30) -> FakeMessage:
     while True:
         msg = await inter.wait_followup(timeout)
         if msg.embeds and not msg.ephemeral:
+            return msg
+        if msg.ephemeral and msg.content and not msg.content.startswith("Posting"):
+            raise AssertionError(f"refused: {msg.content}")
+
+
+async def results_or_text(inter: FakeInteraction, timeout: float = 30) -> FakeMessage:
+    """The public result message, also when it is plain text (no embed)."""
+    while True:
+        msg = await inter.wait_followup(timeout)
+        if not msg.ephemeral and (msg.embeds or msg.content.startswith("**Results")):
             return msg
         if msg.ephemeral and msg.content and not msg.content.startswith("Posting"):
             raise AssertionError(f"refused: {msg.content}")
@@ -188,8 +219,10 @@ def public_messages(fake: FakeDiscord, inter: FakeInteraction) -> list[FakeMessa
 # --- Registration and access ----------------------------------------------------------------------
 
 async def test_command_registered_with_described_options(env: Env) -> None:
-    """/imagesearch is registered with prompt, image, k (1-25), year_from, year_to, each described."""
-    (command,) = [c for c in env.fake.commands() if c["name"] == "imagesearch"]
+    """/imagesearch is registered in the allowed guild (not globally) with prompt, image, k (1-25),
+    year_from, year_to, each described."""
+    assert env.fake.commands() == []
+    (command,) = [c for c in env.fake.commands(env.lab.id) if c["name"] == "imagesearch"]
     options = {o["name"]: o for o in command["options"]}
     assert list(options) == ["prompt", "image", "k", "year_from", "year_to"]
     assert (options["prompt"]["type"], options["image"]["type"], options["k"]["type"]) == (3, 11, 4)
@@ -221,6 +254,12 @@ async def test_guild_added_later_is_left(env: Env) -> None:
                                              ("channel", CHANNEL_REFUSAL)])
 async def test_refused_outside_allowed_places(env: Env, place: str, expected: str) -> None:
     """A non-allowed guild, a DM and a channel outside the allowlist each get a private refusal."""
+    # The bot registers /imagesearch only in allowed guilds; a copy elsewhere (left by an older
+    # version, or a client's stale cache) must still be refused if it is used.
+    (command,) = env.fake.commands(env.lab.id)
+    for scope in (env.stranger.id, None):
+        copy = {k: v for k, v in command.items() if k != "guild_id"} | ({"guild_id": str(scope)} if scope else {})
+        env.fake.registered_commands.setdefault(scope, {}).setdefault("imagesearch", copy)
     if place == "guild":
         inter = await env.search(guild=env.stranger, channel="lobby", prompt="a ship")
     elif place == "dm":
@@ -230,6 +269,21 @@ async def test_refused_outside_allowed_places(env: Env, place: str, expected: st
     response = await inter.wait_response()
     assert response.type == 4 and response.ephemeral
     assert response.message.content == expected
+
+
+@pytest.mark.parametrize(("thread", "parent", "private", "listed"), THREADS)
+async def test_threads_count_as_their_parent_channel(env: Env, thread: str, parent: str, private: bool,
+                                                     listed: bool) -> None:
+    """A search in a thread (public or private, known from GUILD_CREATE or only from the interaction)
+    of an allowed channel is answered in the thread; in a thread of another channel it is refused
+    privately."""
+    inter = await env.search(channel=thread, prompt="a ship", k=2)
+    if parent in ALLOWED_CHANNELS:
+        msg = await results(inter)
+        assert msg.channel_id == env.lab.threads[thread].id and len(hit_lines(msg)) == 2
+    else:
+        response = await inter.wait_response()
+        assert response.type == 4 and response.ephemeral and response.message.content == CHANNEL_REFUSAL
 
 
 # --- Searching ------------------------------------------------------------------------------------
@@ -295,6 +349,38 @@ async def test_accepted_image_formats(env: Env, fmt: str, kwargs: dict) -> None:
     data = png_bytes(img, fmt, **kwargs)
     inter = await env.search(attachments={"image": (data, f"q.{fmt.lower()}", f"image/{fmt.lower()}")}, k=2)
     assert len(hit_lines(await results(inter))) == 2
+
+
+# --- Where the bot lacks permissions -------------------------------------------------------------
+
+@pytest.mark.parametrize(("guild", "channel"), [("lab", "no-files"), ("archive", "stacks"), ("lab", "sheetless")])
+async def test_without_attach_files_results_come_without_the_sheet_and_say_why(env: Env, guild: str,
+                                                                               channel: str) -> None:
+    """Where the bot may not attach files (one channel, a whole guild, a thread of such a channel)
+    the results still come (no sheet, no image in the embed) with a note naming the missing
+    permission; paging keeps working the same way."""
+    user = env.user()
+    msg = await results(await env.search(user=user, guild=getattr(env, guild), channel=channel, prompt="a ship", k=3))
+    assert msg.attachments == [] and "image" not in msg.embeds[0]
+    assert len(hit_lines(msg)) == 3 and "Attach Files" in msg.content
+    press = await env.fake.press_button(msg, button_id(msg, "next"), user=user)
+    await press.wait_response()
+    page2 = await press.wait_followup()
+    assert page2.attachments == [] and hit_lines(page2)[0].startswith("**4.**")
+
+
+async def test_without_embed_links_results_are_plain_text(env: Env) -> None:
+    """Where the bot may not embed, the same hit lines come as message text, with the sheet and a note."""
+    msg = await results_or_text(await env.search(channel="no-embeds", prompt="a ship", k=3))
+    assert msg.embeds == [] and "Embed Links" in msg.content
+    assert sum(line.startswith(("**1.**", "**2.**", "**3.**")) for line in msg.content.splitlines()) == 3
+    assert len(msg.attachments) == 1
+
+
+async def test_with_neither_permission_results_are_text_only(env: Env) -> None:
+    msg = await results_or_text(await env.search(channel="bare", prompt="a ship", k=25))
+    assert msg.embeds == [] and msg.attachments == [] and len(msg.content) <= 2000
+    assert "Attach Files" in msg.content and "Embed Links" in msg.content and "**1.**" in msg.content
 
 
 # --- Paging and more like this --------------------------------------------------------------------

@@ -26,14 +26,14 @@ from bot import render
 from bot.cogs.guard import allowed_place
 from bot.errors import Refusal, send_private
 from bot.ratelimit import charge
-from bot.results import Query, render_page
+from bot.results import Query
 from bot.views import (
     CUSTOM_ID_PREFIX,
     EXPIRED,
     LIVE_PAGERS,
     defer_privately,
+    draw_page,
     send_results,
-    upload_limit,
 )
 from search_core.collection import check_year_range
 from search_core.errors import QueryError
@@ -146,7 +146,7 @@ class Search(commands.Cog):
 
         query = Query(label=render.query_label(prompt, image is not None), k=k,
                       vector=encoded.vector, year_from=year_from, year_to=year_to)
-        rendered = await bot.run_blocking(render_page, bot.service, query, 0, upload_limit(interaction))
+        rendered = await draw_page(bot, interaction, query, 0)
         await send_results(bot, interaction, query, rendered)
         bot.audit.record("search", allowed=True, prompt=prompt, has_image=image is not None, k=k,
                          year_from=year_from, year_to=year_to, hits=len(rendered.page.hits), **where)
