@@ -32,7 +32,8 @@ from collections.abc import Iterable
 REDACTED = "[redacted]"
 
 # /webhooks/<application id>/<token> and /interactions/<interaction id>/<token>: keep the ids.
-_URL_TOKEN = re.compile(r"(/(?:webhooks|interactions)/\d+/)[^/\s?#'\"<>)\]]+")
+# (Brackets are no token characters: a second pass leaves "[redacted]" as it is.)
+_URL_TOKEN = re.compile(r"(/(?:webhooks|interactions)/\d+/)[^/\s?#'\"<>()\[\]]+")
 # "token": "…" in JSON, 'token': '…' in a dict's repr (also access_token, webhook_token, …).
 _FIELD_TOKEN = re.compile(r"""(['"][a-z_]*token['"]\s*:\s*['"])[^'"]*""", re.IGNORECASE)
 # A bot token: base64 user id . base64 timestamp . HMAC (JWT-shaped strings are secrets too).

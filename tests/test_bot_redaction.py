@@ -16,7 +16,9 @@ import pytest
 from bot import redaction
 
 BOT_TOKEN = "MTA5" + secrets.token_urlsafe(20) + "." + secrets.token_urlsafe(5) + "." + secrets.token_urlsafe(28)
-ITOKEN = "aW50ZXJhY3Rpb246MTIzNDU2Nzg5MDEyMzQ1Njc4O" + secrets.token_urlsafe(40)
+# Not Discord's token shape (that is caught by its prefix): these prove the URL and field patterns.
+ITOKEN = "itoken." + secrets.token_urlsafe(40)
+REAL_SHAPED_ITOKEN = "aW50ZXJhY3Rpb246MTIzNDU2Nzg5MDEyMzQ1Njc4O" + secrets.token_urlsafe(40)
 WEBHOOK_URL = f"https://discord.com/api/v10/webhooks/1234567890123/{ITOKEN}/messages/@original"
 CALLBACK_URL = f"https://discord.com/api/v10/interactions/987654321098/{ITOKEN}/callback"
 
@@ -129,15 +131,15 @@ def test_records_handed_to_other_handlers_carry_no_raw_exception(redacted) -> No
     logger.addHandler(handler)
     try:
         try:
-            raise ValueError(ITOKEN)
+            raise ValueError(REAL_SHAPED_ITOKEN)
         except ValueError:
-            logger.exception("boom %s", ITOKEN, stack_info=True)
+            logger.exception("boom %s", REAL_SHAPED_ITOKEN, stack_info=True)
     finally:
         logger.removeHandler(handler)
     (record,) = records
     assert record.exc_info is None and record.args is None
     for text in (record.msg, record.exc_text, record.stack_info, record.getMessage()):
-        assert ITOKEN not in text
+        assert REAL_SHAPED_ITOKEN not in text
 
 
 def test_stack_info_is_redacted(redacted) -> None:
@@ -156,7 +158,7 @@ def test_broken_format_arguments_are_redacted_not_leaked(redacted) -> None:
     """A record whose arguments do not fit its format string still never shows a token."""
     logger, out, handler = capture("test.redaction.broken")
     try:
-        logger.info("one %s two %s", ITOKEN)  # noqa: PLE1206 - the mismatch is the point
+        logger.info("one %s two %s", WEBHOOK_URL)  # noqa: PLE1206 - the mismatch is the point
     finally:
         logger.removeHandler(handler)
     assert ITOKEN not in out.getvalue() and "unformattable" in out.getvalue()
@@ -179,3 +181,11 @@ def test_ordinary_text_is_left_alone(redacted) -> None:
     text = ("000499442_0_000579_1_[The Ring and the Book  etc ]_1920.jpg rank 3 in guild 123456789012345678 "
             "took 0.25 s; tokens=12")
     assert redacted.redact(text) == text
+
+
+def test_redacting_twice_changes_nothing(redacted) -> None:
+    """The record factory and the bot's formatter both redact: the second pass must be a no-op."""
+    text = f"POST {WEBHOOK_URL} {{'token': '{ITOKEN}'}} Bot {BOT_TOKEN} {CALLBACK_URL}"
+    once = redacted.redact(text)
+    assert redacted.redact(once) == once
+    assert once.count(redaction.REDACTED) == 4 and "]]" not in once

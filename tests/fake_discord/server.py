@@ -43,6 +43,15 @@ log = logging.getLogger(__name__)
 OPTION_SUB_COMMAND, OPTION_SUB_COMMAND_GROUP, OPTION_USER, OPTION_ATTACHMENT = 1, 2, 6, 11
 
 
+def point_discord_at(api_base: str, gateway_url: str, cdn_base: str) -> tuple[Any, ...]:
+    """Set discord.py's module-level endpoints; returns the previous ones."""
+    saved = (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY, discord.asset.Asset.BASE)
+    discord.http.Route.BASE = api_base
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+    discord.asset.Asset.BASE = cdn_base
+    return saved
+
+
 class FakeDiscord:
     """A Discord API v10 + gateway on 127.0.0.1 for one bot; see README.md for the test API."""
 
@@ -138,12 +147,14 @@ class FakeDiscord:
 
     def install(self) -> None:
         """Point discord.py's module-level endpoints at the fake (undone by uninstall/exit)."""
+        saved = point_discord_at(self.api_base, self.gateway_url, self.cdn_base)
         if self._saved is None:
-            self._saved = (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY,
-                           discord.asset.Asset.BASE)
-        discord.http.Route.BASE = self.api_base
-        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.gateway_url)
-        discord.asset.Asset.BASE = self.cdn_base
+            self._saved = saved
+
+    def bot_process_args(self) -> list[str]:
+        """Arguments for `python -m tests.fake_discord.run_bot`: the real entry point, in a process of
+        its own, talking to this fake."""
+        return [self.api_base, self.gateway_url, self.cdn_base]
 
     def uninstall(self) -> None:
         if self._saved is not None:
