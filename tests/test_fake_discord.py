@@ -17,7 +17,14 @@ import pytest
 from discord import app_commands
 from discord.ext import commands
 
-from tests.fake_discord import FakeDiscord, FakeGuild, FakeUser
+from tests.fake_discord import (
+    ATTACH_FILES,
+    EMBED_LINKS,
+    FakeDiscord,
+    FakeGuild,
+    FakeUser,
+    permissions_without,
+)
 from tests.fake_discord.models import snowflake
 
 pytestmark = pytest.mark.timeout(30)
@@ -95,6 +102,23 @@ async def slow(interaction: discord.Interaction) -> None:
     await interaction.response.send_message("late")
 
 
+@app_commands.command()
+async def where(interaction: discord.Interaction) -> None:
+    """Report where the interaction came from and what the bot may do there."""
+    channel = interaction.channel
+    interaction.client.places.append(channel)  # type: ignore[attr-defined]
+    perms = interaction.app_permissions
+    await interaction.response.send_message(
+        f"{type(channel).__name__} {getattr(channel, 'type', None)} parent={getattr(channel, 'parent_id', None)} "
+        f"attach={perms.attach_files} embed={perms.embed_links}")
+
+
+@app_commands.command()
+async def embed(interaction: discord.Interaction) -> None:
+    """Answer with an embed."""
+    await interaction.response.send_message(embed=discord.Embed(title="t"))
+
+
 class MiniBot(commands.Bot):
     def __init__(self, guild_id: int) -> None:
         super().__init__(command_prefix="!", intents=discord.Intents.default(), guild_ready_timeout=0.05)
@@ -103,11 +127,12 @@ class MiniBot(commands.Bot):
         self.errors: list[BaseException] = []
         self.joined: list[int] = []
         self.removed: list[int] = []
+        self.places: list[object] = []
         self.tree.on_error = self._record_error  # type: ignore[method-assign]
 
     async def setup_hook(self) -> None:
         guild = discord.Object(self.guild_id)
-        for command in (echo, whisper, card, menu, slow):
+        for command in (echo, whisper, card, menu, slow, where, embed):
             self.tree.add_command(command, guild=guild)
         await self.tree.sync(guild=guild)
 
@@ -186,7 +211,7 @@ async def test_heartbeats_are_acknowledged(world: World) -> None:
 async def test_guild_command_sync_is_recorded(world: World) -> None:
     """Commands synced to a guild show in fake.commands(guild_id) with their option types, not globally."""
     commands_ = {c["name"]: c for c in world.fake.commands(world.guild.id)}
-    assert set(commands_) == {"echo", "whisper", "card", "menu", "slow"}
+    assert set(commands_) == {"echo", "whisper", "card", "menu", "slow", "where", "embed"}
     assert {o["name"]: o["type"] for o in commands_["echo"]["options"]} == {"prompt": 3, "k": 4, "image": 11}
     assert world.fake.commands() == []
 
@@ -293,6 +318,76 @@ async def test_guild_added_later_fires_guild_join(world: World) -> None:
     new = await world.fake.add_guild_later("Invited", channels=["lobby"])
     await until(lambda: world.bot.joined == [new.id])
     assert world.bot.get_guild(new.id).text_channels[0].name == "lobby"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("private", "listed"), [(False, True), (True, True), (True, False)])
+async def test_threads_reach_the_client(world: World, private: bool, listed: bool) -> None:
+    """A listed thread is in the bot's cache (THREAD_CREATE); an unlisted one is known only from the
+    interaction's channel. Either way interaction.channel is a Thread of the right kind and parent."""
+    thread = await world.fake.add_thread(world.guild, "t", "research", private=private, listed=listed)
+    guild = world.bot.get_guild(world.guild.id)
+    if listed:
+        await until(lambda: guild.get_thread(thread.id) is not None)  # type: ignore[union-attr]
+    else:
+        assert guild.get_thread(thread.id) is None  # type: ignore[union-attr]
+    inter = await world.fake.slash_command("where", user=world.alice, guild=world.guild, channel="t")
+    reply = await inter.wait_followup(timeout=3)
+    kind = "private_thread" if private else "public_thread"
+    assert reply.content.startswith(f"Thread {kind} parent={world.guild.channels['research']}")
+    assert reply.channel_id == thread.id and world.bot.places[-1].id == thread.id  # type: ignore[attr-defined]
+
+
+async def test_threads_listed_before_start_come_with_guild_create() -> None:
+    """Threads that exist when the bot connects come in GUILD_CREATE's `threads`: listed ones only."""
+    async with FakeDiscord() as fake:
+        fake.install()
+        guild = fake.add_guild("Lab", channels=["research", "general"])
+        listed = await fake.add_thread(guild, "open", "research")
+        await fake.add_thread(guild, "hidden", "general", private=True, listed=False)
+        bot = commands.Bot(command_prefix="!", intents=discord.Intents.default(), guild_ready_timeout=0.05)
+        task = asyncio.create_task(bot.start(fake.token))
+        try:
+            await asyncio.wait_for(bot.wait_until_ready(), 10)
+            threads = bot.get_guild(guild.id).threads  # type: ignore[union-attr]
+            assert [(t.id, t.parent_id, t.type) for t in threads] == [
+                (listed.id, guild.channels["research"], discord.ChannelType.public_thread)]
+        finally:
+            await bot.close()
+            await asyncio.wait_for(task, 10)
+
+
+async def test_app_permissions_reach_the_client_and_are_enforced(world: World) -> None:
+    """set_app_permissions shapes app_permissions per channel (threads inherit it); a file or an
+    embed the permissions forbid is refused with 403 code 50013 and shows nothing."""
+    world.fake.set_app_permissions(world.guild, permissions_without(ATTACH_FILES, EMBED_LINKS), channel="general")
+    await world.fake.add_thread(world.guild, "under-general", "general")
+    for channel, allowed in (("research", True), ("general", False), ("under-general", False)):
+        inter = await world.fake.slash_command("where", user=world.alice, guild=world.guild, channel=channel)
+        reply = await inter.wait_followup(timeout=3)
+        assert reply.content.endswith(f"attach={allowed} embed={allowed}")
+    inter = await world.fake.slash_command("echo", {"prompt": "x"}, user=world.alice, guild=world.guild,
+                                           channel="general", attachments={"image": (PNG, "in.png", "image/png")})
+    await until(lambda: world.bot.errors, timeout=5)
+    inter2 = await world.fake.slash_command("embed", user=world.alice, guild=world.guild, channel="general")
+    await until(lambda: len(world.bot.errors) == 2, timeout=5)
+    assert all(isinstance(e, discord.Forbidden) and e.code == 50013 for e in world.bot.errors)
+    assert inter.messages == [] and inter2.messages == []
+
+
+async def test_guild_list_and_fixed_guild_ids(world: World) -> None:
+    """GET /users/@me/guilds lists the bot's guilds (fetch_guilds); a guild can be given its id."""
+    fixed = snowflake()
+    await world.fake.add_guild_later("Fixed", guild_id=fixed)
+    assert sorted([g.id async for g in world.bot.fetch_guilds(limit=None)]) == sorted([world.guild.id, fixed])
+    assert [g.id async for g in world.bot.fetch_guilds(limit=1)] == [min(world.guild.id, fixed)]
+
+
+async def test_an_injected_error_can_echo_the_request_path(world: World) -> None:
+    """fail_next(message=...) with {path}: the error text holds the request's path, token included."""
+    world.fake.fail_next("POST", r"^/webhooks/", status=400, message="bad request at {path}")
+    inter = await world.fake.slash_command("echo", {"prompt": "x"}, user=world.alice, guild=world.guild)
+    await until(lambda: world.bot.errors, timeout=5)
+    assert inter.token in str(world.bot.errors[0]) and "bad request at /webhooks/" in str(world.bot.errors[0])
 
 
 async def test_public_defer_keeps_ephemeral_followup_public(world: World) -> None:
