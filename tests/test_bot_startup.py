@@ -210,12 +210,26 @@ async def test_any_sync_error_ends_in_one_line_and_a_non_zero_exit(collection_di
     assert fake.token not in line
 
 
-def test_no_network_ends_in_one_line_and_a_non_zero_exit(collection_dir, monkeypatch, capfd, caplog) -> None:
-    """Discord unreachable (connection refused: a closed port on 127.0.0.1) is one line, exit 3."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    monkeypatch.setattr(discord.http.Route, "BASE", f"http://127.0.0.1:{port}/api/v10")
+@pytest.mark.parametrize("failure", ["refused", "dns"])
+def test_no_network_ends_in_one_line_and_a_non_zero_exit(collection_dir, monkeypatch, capfd, caplog,
+                                                         failure) -> None:
+    """Discord unreachable (connection refused: a closed port on 127.0.0.1; or a name that does not
+    resolve) is one line naming the network, exit 3."""
+    if failure == "refused":
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        monkeypatch.setattr(discord.http.Route, "BASE", f"http://127.0.0.1:{port}/api/v10")
+    else:
+        host, getaddrinfo = "discord.imagesearch-test.invalid", socket.getaddrinfo
+
+        def no_dns(name, *args, **kwargs):   # as on a machine without DNS, without waiting for one
+            if name == host:
+                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+            return getaddrinfo(name, *args, **kwargs)
+
+        monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+        monkeypatch.setattr(discord.http.Route, "BASE", f"http://{host}/api/v10")
     token = "MTIz.not-a-real-token-for-this-test"
     code = main(_env(collection_dir, token))
     line = _one_line(capfd, caplog)
