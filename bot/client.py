@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import discord
 from discord.ext import commands
 
+from bot import redaction
 from bot.audit import AuditLog
 from bot.commandsync import CommandSync, CommandSyncError
 from bot.errors import ImageBotTree
@@ -43,6 +44,9 @@ class ImageBot(commands.Bot):
         options.setdefault("allowed_mentions", discord.AllowedMentions.none())
         super().__init__(command_prefix=commands.when_mentioned, intents=intents, tree_cls=ImageBotTree,
                          help_command=None, **options)
+        # However the bot is started (the entry point, a host embedding it, a test), no log record
+        # of this process may hold its token or an interaction token from here on.
+        redaction.install([settings.discord_token])
         self.settings = settings
         self.service = service
         self.policy = policy

@@ -21,7 +21,7 @@ import pytest
 import pytest_asyncio
 from PIL import Image
 
-from bot import views
+from bot import redaction, views
 from bot.client import ImageBot
 from bot.cogs.guard import CHANNEL_REFUSAL, DM_REFUSAL, GUILD_REFUSAL
 from bot.settings import RateLimit, Settings
@@ -90,6 +90,7 @@ def policy_and_images(service: SearchService, sample_files: list[Path]) -> tuple
 class LogCapture(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
         self.lines: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -153,6 +154,7 @@ async def env(service, policy_and_images, collection_dir, tmp_path_factory):
             await asyncio.wait_for(task, 10)
             root.removeHandler(logs)
             root.setLevel(old_level)
+            redaction.uninstall()   # the bot installed it for the whole process
 
 
 # --- Helpers --------------------------------------------------------------------------------------
@@ -672,11 +674,16 @@ async def test_audit_log_records_decisions_without_prompts(env: Env) -> None:
 
 
 async def test_token_appears_nowhere(env: Env, capfd: pytest.CaptureFixture[str]) -> None:
-    """The bot token is in no log record (DEBUG included), no audit line, no output, no message sent."""
+    """The bot token is in no log record (DEBUG included, every discord.py logger uncapped here),
+    no audit line, no output, no message sent; no interaction token is in any log record either."""
     token = env.fake.token
     out, err = capfd.readouterr()
     assert token not in out + err
+    assert any("discord.webhook.async_" in line for line in env.logs.lines)
     assert env.logs.lines and not any(token in line for line in env.logs.lines)
+    interaction_tokens = [inter.token for inter in env.fake.interactions.values()]
+    assert len(interaction_tokens) > 100
+    assert not [t for t in interaction_tokens if any(t in line for line in env.logs.lines)]
     assert token not in env.audit.read_text(encoding="utf-8")
     assert token not in repr(env.bot.settings)
     for request in env.fake.requests:
