@@ -50,7 +50,7 @@ class Query:
 @dataclass(frozen=True)
 class RenderedPage:
     page: SearchPage
-    sheet: bytes | None     # None when the page has no hits
+    sheet: bytes | None     # None when the page has no hits, or no file may be attached (views.draw_page)
     extension: str          # "png" or "jpg" (search_core.sheet.encode_image)
 
     @property
