@@ -22,9 +22,8 @@ import json
 import logging
 import os
 import shutil
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,12 +31,12 @@ from typing import Any
 
 import datasets
 import numpy as np
-from tqdm import tqdm
 
 from scripts.embedding import embed_stream
 from scripts.index_choice import resolve_index_spec
 from scripts.indexing import build_index
 from scripts.metadata import ImageMetadata, dataset_metadata, year_order
+from scripts.progress import Stage, live_bars, quiet_libraries, stage
 from scripts.sources import Source, open_source, source_signature
 from search_core import layout
 from search_core.encoder import DEFAULT_MODEL, Encoder, resolve_device
@@ -72,21 +71,28 @@ class BuildSummary:
     source_rows: int = 0
 
 
+@quiet_libraries()
 def build_collection(source: str, out: Path, *, model: str = DEFAULT_MODEL, batch_size: int | None = None,
                      device: str = "auto", index: str = "auto", precision: str = "auto",
                      push_to_hub: str | None = None, progress: bool = True,
                      shard_size: int | None = None) -> BuildSummary:
-    """Build (or rebuild) the collection at `out` from `source`. Raises BuildError."""
+    """Build (or rebuild) the collection at `out` from `source`. Raises BuildError.
+
+    progress: live bars on a terminal; otherwise, and with progress=False, one line per stage.
+    """
     started = time.perf_counter()
+    live = live_bars(progress)
     if batch_size is not None and batch_size < 1:
         raise BuildError("--batch-size must be at least 1.")
     out = Path(out).expanduser().absolute()
     _clean_leftovers(out)
     _check_out(out)
 
-    src = open_source(source)
-    meta = dataset_metadata(src.dataset, src.image_column)
-    order = year_order(meta)
+    with stage("scan", "image", live=live) as scan:
+        src = open_source(source)
+        meta = dataset_metadata(src.dataset, src.image_column)
+        order = year_order(meta)
+        scan.advance(len(order))
 
     # Encoder.load resolves 'auto' (fp16 on CUDA, the fastest checked path on a CPU); the
     # manifest records what it chose.
@@ -100,7 +106,7 @@ def build_collection(source: str, out: Path, *, model: str = DEFAULT_MODEL, batc
 
     embed_started = time.perf_counter()
     embedded, resumed = _embed_shards(encoder, src, order, work, key=key, batch_size=batch_size,
-                                      shard_size=shard_size, progress=progress)
+                                      shard_size=shard_size, live=live)
     embed_seconds = time.perf_counter() - embed_started
 
     positions, vectors, skipped_positions = _gather(work, n_shards=_n_shards(len(order), shard_size))
@@ -110,21 +116,19 @@ def build_collection(source: str, out: Path, *, model: str = DEFAULT_MODEL, batc
                          f"(first problem: {skipped[0][0]}: {skipped[0][1]}).")
 
     spec = resolve_index_spec(index, len(vectors), vectors.shape[1])
-    faiss_index, info = build_index(vectors, spec)
-    if info.recall_at_10 is not None:
-        log.info("index %s recall@10 %.3f with %s", info.spec, info.recall_at_10, info.params)
+    with stage("index", "vector", live=live, total=len(vectors)) as indexing:
+        faiss_index, info = build_index(vectors, spec)
+        indexing.advance(len(vectors))
+        indexing.note = info.spec if info.recall_at_10 is None else f"{info.spec}, recall@10 {info.recall_at_10:.3f}"
 
     rows = [order[p] for p in positions]
-    if not progress:
-        datasets.disable_progress_bars()
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     try:
-        _write_collection(tmp, src, [meta[r] for r in rows], rows, vectors, faiss_index, info,
-                          skipped, encoder=encoder, model=model, precision=precision)
-        _replace(tmp, out)
+        with stage("write", "image", live=live, total=len(rows)) as writing:
+            _write_collection(tmp, src, [meta[r] for r in rows], rows, vectors, faiss_index, info,
+                              skipped, encoder=encoder, model=model, precision=precision, stage=writing)
+            _replace(tmp, out)
     finally:
-        if not progress:
-            datasets.enable_progress_bars()
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(work, ignore_errors=True)
@@ -262,7 +266,7 @@ def _shard_path(work: Path, shard: int) -> Path:
 
 
 def _embed_shards(encoder: Encoder, src: Source, order: list[int], work: Path, *, key: str,
-                  batch_size: int, shard_size: int, progress: bool) -> tuple[int, int]:
+                  batch_size: int, shard_size: int, live: bool) -> tuple[int, int]:
     """Embed every shard not already in `work`; returns (images embedded now, rows resumed)."""
     _open_work(work, key, len(order), shard_size)
     n = len(order)
@@ -283,15 +287,15 @@ def _embed_shards(encoder: Encoder, src: Source, order: list[int], work: Path, *
     workers = 1 if encoder.device == "cpu" else min(16, os.cpu_count() or 1)
     embedded = 0
     current: dict[int, list] = {}
-    bar = tqdm(total=n, initial=resumed, unit="img", desc="embedding", file=sys.stderr,
-               disable=not progress, dynamic_ncols=True)
-    with bar:
+    with stage("embed", "image", live=live, total=n, initial=resumed) as embedding:
+        if resumed:
+            embedding.note = f"{resumed:,} resumed"
         for batch in embed_stream(encoder, batches(), workers=workers):
             first = (batch.positions or [p for p, _ in batch.skipped])[0]
             shard = first // shard_size
             current.setdefault(shard, []).append(batch)
             embedded += len(batch.positions)
-            bar.update(len(batch.positions) + len(batch.skipped))
+            embedding.advance(len(batch.positions) + len(batch.skipped))
             last = max(batch.positions + [p for p, _ in batch.skipped])
             if last == min(n, (shard + 1) * shard_size) - 1:
                 _write_shard(_shard_path(work, shard), current.pop(shard))
@@ -332,13 +336,13 @@ def _gather(work: Path, n_shards: int) -> tuple[list[int], np.ndarray, list[tupl
 
 def _write_collection(tmp: Path, src: Source, meta: list[ImageMetadata], rows: list[int], vectors: np.ndarray,
                       faiss_index: Any, info: IndexInfo, skipped: list[tuple[str, str]], *,
-                      encoder: Encoder, model: str, precision: str) -> None:
+                      encoder: Encoder, model: str, precision: str, stage: Stage) -> None:
     import faiss
 
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    _write_dataset(tmp, src, meta, rows)
+    _write_dataset(tmp, src, meta, rows, on_rows=stage.advance)
     np.save(tmp / layout.EMBEDDINGS, vectors)
     faiss.write_index(faiss_index, str(tmp / layout.INDEX))
     with open(tmp / layout.SKIPPED, "w", encoding="utf-8") as f:
@@ -354,7 +358,8 @@ def _write_collection(tmp: Path, src: Source, meta: list[ImageMetadata], rows: l
     manifest.write(tmp)
 
 
-def _write_dataset(tmp: Path, src: Source, meta: list[ImageMetadata], rows: list[int]) -> None:
+def _write_dataset(tmp: Path, src: Source, meta: list[ImageMetadata], rows: list[int],
+                   on_rows: Callable[[int], None]) -> None:
     """Rows in collection order, metadata columns, other scalar source columns, image bytes inside."""
     keep = [c for c, f in src.dataset.features.items()
             if c != src.image_column and c not in layout.METADATA_COLUMNS and c != "image"
@@ -375,9 +380,14 @@ def _write_dataset(tmp: Path, src: Source, meta: list[ImageMetadata], rows: list
     cache = tmp / "_cache"
     cache.mkdir()
     fmt = merged.format
+
+    def embed_storage(table: Any) -> Any:
+        on_rows(len(table))
+        return datasets.table.embed_table_storage(table)
+
     embedded = merged.with_format("arrow").map(
-        datasets.table.embed_table_storage, batched=True, cache_file_name=str(cache / "embedded.arrow"),
-        desc="storing images",
+        embed_storage, batched=True, cache_file_name=str(cache / "embedded.arrow"),
+        new_fingerprint=f"embedded-{len(rows)}",   # the progress callback cannot be hashed; nothing reuses this
     ).with_format(**{k: v for k, v in fmt.items() if k in ("type", "columns", "output_all_columns")})
     embedded.save_to_disk(str(tmp / layout.DATASET_DIR))
     del embedded, merged
