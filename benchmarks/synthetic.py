@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from search_core import layout
+from search_core.integrity import file_checksums
 
 DIM = 512
 PER_CLUSTER = 100
@@ -93,7 +94,7 @@ def synthetic_collection(n: int, folder: Path, *, seed: int = 0, queries: int = 
     manifest = layout.Manifest(format_version=layout.FORMAT_VERSION, model="synthetic", embedding_dim=DIM,
                                metric="ip", rows=n, index=info, source="benchmarks.synthetic",
                                built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                               model_probe=probe.tolist())
+                               model_probe=probe.tolist(), checksums=file_checksums(tmp))
     manifest.write(tmp)
     (tmp / "synthetic.json").write_text(json.dumps({"seed": seed, "noise": NOISE, "per_cluster": PER_CLUSTER}))
     tmp.rename(folder)

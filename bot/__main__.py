@@ -54,8 +54,24 @@ def load_hidden(settings: Settings) -> list[str]:
                      error=ConfigError)
 
 
+def check_collection(settings: Settings) -> None:
+    """Refuse a collection whose files, manifest or index do not match (integrity.verify_collection).
+
+    Quick mode: everything but the image Arrow files is hashed (about 2 s for a million rows;
+    BENCHMARKS.md), so a damaged index or embeddings file stops the bot before it answers anyone.
+    """
+    from search_core.integrity import verify_collection
+
+    report = verify_collection(settings.collection_dir, quick=True)
+    if report.problems:
+        more = f" (and {len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
+        raise ConfigError(f"IMAGESEARCH_COLLECTION: {settings.collection_dir} does not match its manifest: "
+                          f"{report.problems[0]}{more}; `imagesearch verify {settings.collection_dir}` lists "
+                          "every problem; rebuild the collection or restore it from a copy.")
+
+
 def open_service(settings: Settings):
-    """Load the collection and its model; errors name the variable that points at the fault."""
+    """Check and load the collection and its model; errors name the variable that points at the fault."""
     from search_core.encoder import resolve_device
     from search_core.search import SearchService
 
@@ -64,6 +80,7 @@ def open_service(settings: Settings):
         resolve_device(settings.device)    # before the collection and the model: seconds, not minutes
     except DeviceError as exc:
         raise ConfigError(f"IMAGESEARCH_DEVICE: {exc}") from exc
+    check_collection(settings)
     try:
         return SearchService.open(settings.collection_dir, model=settings.model_name, device=settings.device,
                                   hidden_files=hidden)

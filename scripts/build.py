@@ -41,6 +41,7 @@ from scripts.sources import Source, open_source, source_signature
 from search_core import layout
 from search_core.encoder import DEFAULT_MODEL, Encoder, resolve_device
 from search_core.errors import BuildError
+from search_core.integrity import file_checksums
 from search_core.layout import IndexInfo, Manifest
 
 log = logging.getLogger(__name__)
@@ -353,7 +354,7 @@ def _write_collection(tmp: Path, src: Source, meta: list[ImageMetadata], rows: l
         metric="ip", rows=len(rows), index=info, source=src.description,
         built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         model_probe=[float(x) for x in probe], precision=precision, skipped=len(skipped),
-        checksums=_checksums(tmp),
+        checksums=file_checksums(tmp),
     )
     manifest.write(tmp)
 
@@ -392,18 +393,6 @@ def _write_dataset(tmp: Path, src: Source, meta: list[ImageMetadata], rows: list
     embedded.save_to_disk(str(tmp / layout.DATASET_DIR))
     del embedded, merged
     shutil.rmtree(cache)
-
-
-def _checksums(folder: Path) -> dict[str, str]:
-    sums = {}
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.name != layout.MANIFEST:
-            digest = hashlib.sha256()
-            with open(path, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(chunk)
-            sums[path.relative_to(folder).as_posix()] = digest.hexdigest()
-    return sums
 
 
 def _replace(tmp: Path, out: Path) -> None:

@@ -11,6 +11,12 @@ collection/
   skipped.jsonl   one {"file": ..., "reason": ...} per source file that was not embedded
 ```
 
+``manifest.json`` lists the sha256 of every other file (``checksums``, keyed by the path inside
+the collection, e.g. ``dataset/data-00000-of-00001.arrow``), and under its own name the sha256 of
+its own content without that entry (`manifest_digest`), so that an edited field is caught too.
+`Manifest.write` adds that entry: write the manifest only through it. `imagesearch verify`
+(search_core/integrity.py) checks them.
+
 Dataset columns: ``image`` (datasets ``Image()``, bytes embedded so the folder is self-contained),
 ``file_name`` (always), ``year``, ``title``, ``book_id``, ``volume``, ``page``, ``image_number``
 (None where unknown), plus any other scalar columns the source had.
@@ -18,6 +24,7 @@ Dataset columns: ``image`` (datasets ``Image()``, bytes embedded so the folder i
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -74,9 +81,24 @@ class Manifest:
         return cls(**data)
 
     def write(self, folder: Path) -> None:
-        (Path(folder) / MANIFEST).write_text(self.to_json(), encoding="utf-8")
+        """Write manifest.json, its own checksum (`manifest_digest`) added to `checksums`."""
+        data = asdict(self)
+        data["checksums"] = {**data["checksums"], MANIFEST: manifest_digest(data)}
+        (Path(folder) / MANIFEST).write_text(json.dumps(data, indent=2), encoding="utf-8")
 
     @classmethod
     def read(cls, folder: Path) -> Manifest:
         """Read and parse; raises FileNotFoundError, ValueError (bad JSON) or TypeError/KeyError."""
         return cls.from_dict(json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8")))
+
+
+def manifest_digest(data: dict[str, Any]) -> str:
+    """sha256 of a manifest's JSON content, leaving out its own entry in `checksums`.
+
+    Taken over the JSON as written (canonical: sorted keys, no spaces), not over a `Manifest`,
+    so that a field added to Manifest later with a default does not invalidate older manifests.
+    """
+    checksums = data.get("checksums")
+    if isinstance(checksums, dict):
+        data = {**data, "checksums": {k: v for k, v in checksums.items() if k != MANIFEST}}
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

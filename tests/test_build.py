@@ -298,7 +298,7 @@ def test_failure_while_writing_leaves_no_half_collection(existing: Path, sample_
     def explode(folder):
         raise RuntimeError("disk full (injected)")
 
-    monkeypatch.setattr(scripts.build, "_checksums", explode)
+    monkeypatch.setattr(scripts.build, "file_checksums", explode)
     with pytest.raises(RuntimeError, match="injected"):
         build(sample_images[0], existing, tiny_clip)
     assert snapshot(existing) == before
