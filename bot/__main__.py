@@ -57,8 +57,9 @@ def load_hidden(settings: Settings) -> list[str]:
 def check_collection(settings: Settings) -> None:
     """Refuse a collection whose files, manifest or index do not match (integrity.verify_collection).
 
-    Quick mode: everything but the image Arrow files is hashed (about 2 s for a million rows;
-    BENCHMARKS.md), so a damaged index or embeddings file stops the bot before it answers anyone.
+    Quick mode: everything but the image Arrow files is hashed (4-7 s for a million rows;
+    BENCHMARKS.md). It runs before the model loads and before the index is parsed, so damaged
+    index bytes are never read into FAISS.
     """
     from search_core.integrity import verify_collection
 

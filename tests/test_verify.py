@@ -94,6 +94,21 @@ def test_a_changed_file_is_named_with_exit_1(coll: Path, capsys, kind: str):
                          "`imagesearch build` or restore it from a copy.")
 
 
+def test_damaged_index_bytes_are_never_parsed(coll: Path, capsys, monkeypatch):
+    """A file that fails its checksum stops the check before FAISS reads it (FAISS trusts the sizes
+    its file declares): the report is the checksum line alone."""
+    import search_core.collection
+
+    def no_parse(*args, **kwargs):
+        raise AssertionError("a damaged index was handed to FAISS")
+
+    monkeypatch.setattr(search_core.collection, "read_index", no_parse)
+    _tamper_index(coll)
+    code, lines = verify_lines(coll, capsys=capsys)
+    assert code == 1
+    assert lines[:-1] == ["index.faiss: does not match its checksum in manifest.json (changed or damaged since the build)"]
+
+
 @pytest.mark.parametrize("file", [layout.INDEX, layout.EMBEDDINGS, ARROW, "dataset/state.json"])
 def test_a_missing_file_is_named(coll: Path, capsys, file: str):
     (coll / file).unlink()
