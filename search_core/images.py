@@ -16,6 +16,7 @@ import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from search_core.errors import ImageSearchError, QueryError
+from search_core.phone_formats import register_phone_formats
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,8 @@ MAX_QUERY_PIXELS = 40_000_000
 # checked from the header like every limit here.
 MAX_SOURCE_PIXELS = 89_478_485
 # The formats people upload; restricting Image.open to these keeps exotic decoders off the path.
-ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+# Phone photos, HEIF (.heic) and AVIF, where this install can decode them (search_core.phone_formats).
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", *register_phone_formats())
 _FORMAT_NAMES = {"WEBP": "WebP"}
 BACKGROUND = (255, 255, 255)
 
@@ -215,6 +217,11 @@ def _scale_to_l(img: Image.Image) -> Image.Image:
     else:  # 16-bit samples (mode "I" from a 16-bit PNG or TIFF holds 0..65535)
         arr = arr / 257.0
     return Image.fromarray(np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8), mode="L")
+
+
+def accepted_format_names() -> str:
+    """The accepted formats for a message: "JPEG, PNG, WebP, GIF, BMP, TIFF, HEIF or AVIF"."""
+    return _names(ACCEPTED_FORMATS)
 
 
 def _names(formats: Sequence[str]) -> str:

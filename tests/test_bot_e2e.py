@@ -342,9 +342,9 @@ async def test_year_filter(env: Env) -> None:
 
 
 @pytest.mark.parametrize("fmt, kwargs", [("WEBP", {}), ("GIF", {"save_all": True}), ("BMP", {}),
-                                         ("TIFF", {}), ("PNG", {})])
+                                         ("TIFF", {}), ("PNG", {}), ("HEIF", {}), ("AVIF", {})])
 async def test_accepted_image_formats(env: Env, fmt: str, kwargs: dict) -> None:
-    """WebP, GIF (first frame), BMP, TIFF and PNG attachments are searched."""
+    """WebP, GIF (first frame), BMP, TIFF, PNG and phone photos (HEIC, AVIF) attachments are searched."""
     img = draw_image(FORMAT_SEED)
     if fmt == "GIF":
         kwargs = {**kwargs, "append_images": [draw_image(FORMAT_SEED + 1)]}

@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 # A query image needs far less than Discord's upload limit; refusing bigger ones before download
 # keeps a user from making the bot fetch and decode 500 MB.
 MAX_ATTACHMENT_BYTES = min(MAX_QUERY_BYTES, 10 * 1024 * 1024)
-IMAGE_TYPES = tuple(f"image/{f.lower()}" for f in ACCEPTED_FORMATS) + ("image/jpg", "image/x-ms-bmp")
+IMAGE_TYPES = tuple(f"image/{f.lower()}" for f in ACCEPTED_FORMATS) + ("image/jpg", "image/x-ms-bmp", "image/heic")
 NEED_QUERY = "Give a prompt, attach an image, or both."
 GENERIC_REFUSAL = "This search can't be run: it matches content this server does not allow."
 
