@@ -18,6 +18,8 @@ BENCHMARKS = [
                           "--fidelity-images", "32"]),
     ("bench_build", [], ["--images", "64"]),
     ("bench_search", [], ["--sizes", "10000", "--queries", "200"]),
+    ("bench_filters", [], ["--sizes", "10000", "--queries", "50"]),
+    ("bench_text_model", [], ["--images", "100", "--no-cost"]),
     ("bench_bot", [], ["--users", "10", "--images", "32"]),
     ("bench_memory", [], ["--rows", "10000", "--queries", "50"]),
     ("bench_page_memory", [], ["--hits", "4", "--size", "1500x2000"]),

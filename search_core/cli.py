@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -16,7 +17,9 @@ from pathlib import Path
 from search_core.encoder import quiet_model_loading
 from search_core.errors import ImageSearchError, QueryError
 from search_core.listfile import read_list
+from search_core.ordering import ORDER_RELEVANCE, ORDERS, YEAR_POOL_PAGES, describe_order
 from search_core.search import MAX_K
+from search_core.text_model import MULTILINGUAL_CLIP_B32
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +48,25 @@ def add_search_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
                         help="takedown list: file names (one per line) never to show")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="where the model runs (default auto)")
+    add_research_options(parser)
     parser.set_defaults(func=run_search)
     return parser
+
+
+def add_research_options(parser: argparse.ArgumentParser) -> None:
+    """Issue #10: prompts in any language, query arithmetic, one book, year order."""
+    parser.add_argument("--text-model", default=None, metavar="NAME_OR_PATH",
+                        help="encode prompts with this text model aligned with the collection's model, e.g. "
+                             f"{MULTILINGUAL_CLIP_B32} (50+ languages) for clip-ViT-B-32 collections")
+    parser.add_argument("--add", action="append", default=[], metavar="TEXT",
+                        help="add TEXT to the query, taken literally (repeatable)")
+    parser.add_argument("--subtract", action="append", default=[], metavar="TEXT",
+                        help="subtract TEXT from the query, taken literally (repeatable)")
+    parser.add_argument("--book", default=None, metavar="ID",
+                        help="only this book (British Library book id); alone, list its illustrations in page order")
+    parser.add_argument("--order", default=ORDER_RELEVANCE, choices=ORDERS,
+                        help=f"relevance (default), or year: the top {YEAR_POOL_PAGES} pages by relevance "
+                             "at a time, oldest first")
 
 
 def run_search(args: argparse.Namespace) -> int:
@@ -64,27 +84,52 @@ def run_search(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> None:
-    """Check everything cheap (prompt, image, hidden list) before loading the model."""
+    """Check everything cheap (prompt, image, hidden list, book id) before loading the model."""
     from search_core.images import load_query_image
+    from search_core.query_expr import parse_query
+    from search_core.query_vector import encode_expression
     from search_core.search import SearchService, check_page, check_prompt
 
     check_page(args.k, args.offset, args.year_from, args.year_to)
     prompt = check_prompt(args.prompt)
     image = load_query_image(_read(args.image, "image")) if args.image is not None else None
-    if prompt is None and image is None:
-        raise QueryError("Give a PROMPT, an --image, or both.")
+    listing = prompt is None and image is None and not (args.add or args.subtract)   # --book alone
+    if listing and args.book is None:
+        raise QueryError("Give a PROMPT, an --image, or both (or a --book to list).")
+    if listing and args.order != ORDER_RELEVANCE:
+        raise QueryError("--order year sorts search results: give a PROMPT or an --image with --book.")
+    expression = None if listing else parse_query(prompt, args.add, args.subtract, has_image=image is not None)
     hidden = read_list(args.hidden, what="Hidden list", trailing_comments=False) if args.hidden is not None else []
-    quiet_model_loading()
-    service = SearchService.open(args.collection, model=args.model, device=args.device, hidden_files=hidden)
-    page = service.search(text=prompt, image=image, k=args.k, offset=args.offset,
-                          year_from=args.year_from, year_to=args.year_to)
+    service = SearchService.open(args.collection, hidden_files=hidden, load_model=False)
+    if args.book is not None:
+        service.books.rows(args.book)          # an unknown book fails here, before the model loads
+    if expression is None:
+        page = service.book_page(args.book, k=args.k, offset=args.offset, year_from=args.year_from,
+                                 year_to=args.year_to)
+    else:
+        quiet_model_loading()
+        service.load_models(args.model, device=args.device, text_model=args.text_model)
+        if expression.is_arithmetic:
+            print(f"query: {expression}" + (" + the image" if image is not None else ""), file=sys.stderr)
+        vector = encode_expression(service, expression, image).vector
+        page = service.search_page(vector, k=args.k, offset=args.offset, order=args.order, book_id=args.book,
+                                   year_from=args.year_from, year_to=args.year_to)
     if args.sheet is not None:
         _save_sheet(service, page, args.sheet)
     if args.json:
         print(json.dumps({"offset": page.offset, "k": page.k, "total_eligible": page.total_eligible,
-                          "has_next": page.has_next, "hits": [asdict(h) for h in page.hits]}, indent=2))
+                          "has_next": page.has_next, "order": page.order, "order_note": describe_order(page),
+                          "hits": [_hit_json(h) for h in page.hits]}, indent=2))
     else:
         print(format_table(page))
+
+
+def _hit_json(hit) -> dict:
+    """A hit as JSON: a book listing's missing score is null (NaN is not JSON)."""
+    out = asdict(hit)
+    if math.isnan(out["score"]):
+        out["score"] = None
+    return out
 
 
 def format_table(page) -> str:
@@ -95,18 +140,23 @@ def format_table(page) -> str:
     lines = [f"{'rank':>4}  {'score':>6}  {'year':>4}  {'file':<{width}}  title"]
     for h in page.hits:
         year = str(h.year) if h.year is not None else "?"
-        lines.append(f"{h.rank:>4}  {h.score:>6.3f}  {year:>4}  {h.file_name:<{width}}  "
+        score = "-" if math.isnan(h.score) else f"{h.score:.3f}"
+        lines.append(f"{h.rank:>4}  {score:>6}  {year:>4}  {h.file_name:<{width}}  "
                      f"{_cut(h.title or '', TITLE_WIDTH)}")
     shown = f"{page.offset + 1}-{page.offset + len(page.hits)} of {page.total_eligible}"
+    order = describe_order(page)
     hint = f"; next page: --offset {page.offset + len(page.hits)}" if page.has_next else ""
-    lines.append(f"({shown}{hint})")
+    lines.append(f"({shown}{', ' + order if order else ''}{hint})")
     return "\n".join(lines)
 
 
 def _save_sheet(service, page, out: Path) -> None:
-    from search_core.sheet import render_page_sheet
+    from search_core.sheet import render_page_sheet, with_title
 
     sheet = render_page_sheet(service.collection, page.hits)
+    order = describe_order(page)
+    if order:
+        sheet = with_title(sheet, order[0].upper() + order[1:])
     try:
         sheet.save(out, "PNG")
     except (OSError, ValueError) as exc:

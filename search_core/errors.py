@@ -42,3 +42,8 @@ class BuildError(ImageSearchError):
 
 class DeviceError(ImageSearchError):
     """The device asked for (cuda, cuda:N, mps) is not usable on this machine; nothing was loaded."""
+
+
+class TextModelMismatchError(ModelMismatchError):
+    """A text model for prompts (``--text-model``) cannot be loaded, or does not encode into the
+    collection's image model's space: its prompts would match images at random."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,11 +19,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from search_core.books import BookIndex, score_rows
 from search_core.collection import Collection, check_year_range
 from search_core.errors import ModelMismatchError, QueryError
 from search_core.images import to_rgb
 from search_core.layout import MODEL_PROBE_MIN_COSINE, MODEL_PROBE_TEXT
+from search_core.ordering import ORDER_BOOK, ORDER_RELEVANCE, ORDER_YEAR, check_order, year_ordered
 from search_core.rerank import candidate_count, is_exact, rerank
+from search_core.text_model import Alignment, TextModel
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +69,17 @@ class Hit:
 
 @dataclass(frozen=True)
 class SearchPage:
-    """One page of hits: ranks offset+1 .. offset+len(hits) of total_eligible rows."""
+    """One page of hits: ranks offset+1 .. offset+len(hits) of total_eligible rows.
+
+    ``order`` is how they are ordered (search_core.ordering): "relevance", "year", or "book"
+    (page order, no scores: each hit's score is NaN).
+    """
 
     hits: list[Hit]
     offset: int
     k: int
     total_eligible: int
+    order: str = ORDER_RELEVANCE
 
     @property
     def has_next(self) -> bool:
@@ -108,24 +116,54 @@ def _faiss_single_thread() -> Iterator[None]:
 class SearchService:
     """A collection plus the model it was embedded with. Thread-safe for concurrent searches."""
 
-    def __init__(self, collection: Collection, encoder: Any, hidden_files: Iterable[str] = ()) -> None:
+    def __init__(self, collection: Collection, encoder: Any | None, hidden_files: Iterable[str] = (),
+                 text_model: TextModel | None = None) -> None:
+        """``encoder`` None: no queries to encode yet (a book listing, stored vectors); see use_models."""
         self.collection = collection
-        self.encoder = encoder
-        _check_model(collection, encoder)
+        self.encoder: Any | None = None
+        self.text_model: TextModel | None = None
+        self.text_alignment: Alignment | None = None
+        self.books = BookIndex(collection)
         self._exact_index = is_exact(collection.index)
         self.hidden_rows = np.asarray(collection.rows_for_file_names(hidden_files), dtype=np.int64)
         if self.hidden_rows.size:
             log.info("%d rows hidden from results", self.hidden_rows.size)
+        if encoder is not None:
+            self.use_models(encoder, text_model)
+        elif text_model is not None:
+            raise ValueError("a text model is checked against the collection's model: give both")
 
     @classmethod
     def open(cls, path: str | Path, model: str | None = None, device: str = "auto",
-             hidden_files: Iterable[str] = ()) -> SearchService:
-        """Open a collection and load its model (the manifest's, unless model overrides it)."""
+             hidden_files: Iterable[str] = (), text_model: str | TextModel | None = None,
+             load_model: bool = True) -> SearchService:
+        """Open a collection and load its model (the manifest's, unless model overrides it).
+
+        ``text_model``: a loaded TextModel (shared between collections) or a name to load.
+        ``load_model=False`` opens without models (seconds faster): load_models can follow.
+        """
+        service = cls(Collection.open(path), None, hidden_files=hidden_files)
+        if load_model:
+            service.load_models(model, device=device, text_model=text_model)
+        return service
+
+    def load_models(self, model: str | None = None, device: str = "auto",
+                    text_model: str | TextModel | None = None) -> None:
+        """Load the collection's model (or ``model``) and an optional text model, then use_models."""
         from search_core.encoder import Encoder
 
-        collection = Collection.open(path)
-        encoder = Encoder.load(model or collection.manifest.model, device=device)
-        return cls(collection, encoder, hidden_files=hidden_files)
+        encoder = Encoder.load(model or self.collection.manifest.model, device=device)
+        if isinstance(text_model, str):
+            text_model = TextModel.load(text_model, device=device)
+        self.use_models(encoder, text_model)
+
+    def use_models(self, encoder: Any, text_model: TextModel | None = None) -> None:
+        """Attach the collection's image model, refused unless it is the manifest's, and a text model
+        for prompts, refused unless aligned with it. Both may be shared with other collections.
+        Call before the service is shared between threads."""
+        _check_model(self.collection, encoder)
+        alignment = text_model.check_aligned(encoder) if text_model is not None else None
+        self.encoder, self.text_model, self.text_alignment = encoder, text_model, alignment
 
     # --- queries ----------------------------------------------------------------------------
 
@@ -134,9 +172,13 @@ class SearchService:
         text = check_prompt(text)
         if text is None and image is None:
             raise QueryError("Give a prompt, an image, or both.")
-        text_vector = self.encoder.encode_text([text])[0] if text is not None else None
-        image_vector = self.encoder.encode_images([to_rgb(image)])[0] if image is not None else None
+        text_vector = self.encode_text([text])[0] if text is not None else None
+        image_vector = self._encoder().encode_images([to_rgb(image)])[0] if image is not None else None
         return combine_query_vectors(text_vector, image_vector)
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors of prompts, by the text model when there is one (any language), else by CLIP."""
+        return (self.text_model or self._encoder()).encode_text(list(texts))
 
     def search(self, text: str | None = None, image: Image.Image | None = None, k: int = 9, offset: int = 0,
                year_from: int | None = None, year_to: int | None = None) -> SearchPage:
@@ -159,12 +201,7 @@ class SearchService:
                       year_to: int | None = None, exclude_rows: Iterable[int] = ()) -> SearchPage:
         """The core search: filters applied inside FAISS, exact fallback when it comes back short."""
         check_page(k, offset, year_from, year_to)
-        query = np.ascontiguousarray(np.asarray(vector, dtype=np.float32).reshape(1, -1))
-        if query.shape[1] != self.collection.manifest.embedding_dim:
-            raise QueryError(f"The query vector has {query.shape[1]} dimensions; the collection has "
-                             f"{self.collection.manifest.embedding_dim}.")
-        if not np.isfinite(query).all():
-            raise QueryError("The query vector holds NaN or infinite values.")
+        query = self._as_query(vector)
         start, stop = self.collection.year_row_range(year_from, year_to)
         blocked = self._blocked_rows(start, stop, exclude_rows)
         total = (stop - start) - blocked.size
@@ -184,7 +221,67 @@ class SearchService:
         hits = self._hits(scores[offset:wanted], rows[offset:wanted], first_rank=offset + 1)
         return SearchPage(hits=hits, offset=offset, k=k, total_eligible=total)
 
+    # --- books and result order (issue #10; the logic is in search_core.books and .ordering) --
+
+    def book_page(self, book_id: str, k: int = 9, offset: int = 0, year_from: int | None = None,
+                  year_to: int | None = None) -> SearchPage:
+        """A book's illustrations in page order (volume, page, image number), hidden rows left out.
+        No query, so no scores: each hit's score is NaN. QueryError for an unknown book."""
+        check_page(k, offset, year_from, year_to)
+        rows = self._eligible(self.books.page_order(book_id), year_from, year_to)
+        shown = rows[offset:offset + k]
+        hits = self._hits(np.full(shown.size, np.nan, np.float32), shown, first_rank=offset + 1)
+        return SearchPage(hits=hits, offset=offset, k=k, total_eligible=int(rows.size), order=ORDER_BOOK)
+
+    def search_page(self, vector: np.ndarray, k: int = 9, offset: int = 0, *, order: str = ORDER_RELEVANCE,
+                    book_id: str | None = None, year_from: int | None = None, year_to: int | None = None,
+                    exclude_rows: Iterable[int] = ()) -> SearchPage:
+        """search_vector with a result order ("relevance" or "year") and an optional book filter."""
+        check_page(k, offset, year_from, year_to)
+        check_order(order)
+        if book_id is not None:
+            rows = self._eligible(self.books.rows(book_id), year_from, year_to, exclude_rows)
+
+            def relevance(n: int, skip: int) -> SearchPage:
+                return self._search_rows(vector, rows, n, skip)
+        else:
+            def relevance(n: int, skip: int) -> SearchPage:
+                return self.search_vector(vector, k=n, offset=skip, year_from=year_from, year_to=year_to,
+                                          exclude_rows=exclude_rows)
+        if order == ORDER_RELEVANCE:
+            return relevance(k, offset)
+        hits, total = year_ordered(relevance, k, offset, chunk=MAX_K)
+        return SearchPage(hits=hits, offset=offset, k=k, total_eligible=total, order=ORDER_YEAR)
+
+    def _eligible(self, rows: np.ndarray, year_from: int | None, year_to: int | None,
+                  exclude_rows: Iterable[int] = ()) -> np.ndarray:
+        """rows (order kept) within the year range, minus hidden and excluded rows."""
+        start, stop = self.collection.year_row_range(year_from, year_to)
+        keep = (rows >= start) & (rows < stop) & ~np.isin(rows, self._blocked_rows(start, stop, exclude_rows))
+        return rows[keep]
+
+    def _search_rows(self, vector: np.ndarray, rows: np.ndarray, k: int, offset: int) -> SearchPage:
+        """Exact relevance ranking of a few given rows (a book's), scored from the embeddings."""
+        scores, ranked = score_rows(self.collection.embeddings, self._as_query(vector)[0], rows, offset + k)
+        hits = self._hits(scores[offset:], ranked[offset:], first_rank=offset + 1)
+        return SearchPage(hits=hits, offset=offset, k=k, total_eligible=int(rows.size))
+
     # --- internals ----------------------------------------------------------------------------
+
+    def _encoder(self) -> Any:
+        if self.encoder is None:
+            raise RuntimeError("this SearchService was opened without a model (load_model=False)")
+        return self.encoder
+
+    def _as_query(self, vector: np.ndarray) -> np.ndarray:
+        """A [1, dim] float32 query; QueryError for the wrong size or NaN/infinite values."""
+        query = np.ascontiguousarray(np.asarray(vector, dtype=np.float32).reshape(1, -1))
+        if query.shape[1] != self.collection.manifest.embedding_dim:
+            raise QueryError(f"The query vector has {query.shape[1]} dimensions; the collection has "
+                             f"{self.collection.manifest.embedding_dim}.")
+        if not np.isfinite(query).all():
+            raise QueryError("The query vector holds NaN or infinite values.")
+        return query
 
     def _is_hidden(self, row: int) -> bool:
         i = np.searchsorted(self.hidden_rows, row)

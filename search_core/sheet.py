@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -101,7 +102,8 @@ def render_contact_sheet(hits: Sequence[Hit], images: Sequence[Image.Image | Non
             small = ImageOps.contain(rgb, (thumb, thumb), Image.Resampling.LANCZOS)
             sheet.paste(small, (x + (thumb - small.width) // 2, y + (thumb - small.height) // 2))
             del img, rgb, small
-        first = f"#{hit.rank}  {hit.score:.3f}" + (f"  {hit.year}" if hit.year is not None else "")
+        score = "" if math.isnan(hit.score) else f"  {hit.score:.3f}"     # a book listing has no scores
+        first = f"#{hit.rank}{score}" + (f"  {hit.year}" if hit.year is not None else "")
         draw.text((x, y + thumb + 2), _fit(first, font, thumb), fill=TEXT, font=font)
         title = hit.title or hit.file_name
         draw.text((x, y + thumb + 2 + LINE_HEIGHT), _fit(title, font, thumb), fill=MUTED, font=font)
@@ -195,3 +197,12 @@ def _save(img: Image.Image, fmt: str, **kwargs: object) -> bytes:
     buf = io.BytesIO()
     img.save(buf, fmt, **kwargs)
     return buf.getvalue()
+
+
+def with_title(sheet: Image.Image, title: str) -> Image.Image:
+    """The sheet with one line of text above it (e.g. the result order), cut to fit its width."""
+    font = _font()
+    out = Image.new("RGB", (sheet.width, sheet.height + LINE_HEIGHT + PAD), BACKGROUND)
+    out.paste(sheet, (0, LINE_HEIGHT + PAD))
+    ImageDraw.Draw(out).text((PAD, PAD), _fit(title, font, sheet.width - 2 * PAD), fill=TEXT, font=font)
+    return out

@@ -66,3 +66,19 @@ def _restore_logging():
             root.removeHandler(handler)
     for name, saved in named.items():
         logging.getLogger(name).setLevel(saved)
+
+
+@pytest.fixture(scope="session")
+def tiny_text_model(tmp_path_factory: pytest.TempPathFactory, tiny_clip: Path) -> Path:
+    """A multilingual text model distilled from tiny_clip (the real multilingual CLIP's layout)."""
+    from tests.fixtures.tiny_text_model import build_tiny_text_model
+
+    return build_tiny_text_model(tmp_path_factory.mktemp("tiny_text_model"), tiny_clip)
+
+
+@pytest.fixture(scope="session")
+def misaligned_text_model(tmp_path_factory: pytest.TempPathFactory, tiny_clip: Path) -> Path:
+    """The same architecture with a random Dense layer: CLIP's dimension, another space."""
+    from tests.fixtures.tiny_text_model import build_tiny_text_model
+
+    return build_tiny_text_model(tmp_path_factory.mktemp("misaligned_text_model"), tiny_clip, fit=False)
