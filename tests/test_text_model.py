@@ -161,6 +161,29 @@ def test_alignment_is_measured_once_per_image_model(text_model: TextModel, clip:
     assert calls == [ALIGNMENT_PROBES] * 2
 
 
+def test_collections_share_one_model_and_one_check(collection_dir: Path, clip: Encoder,
+                                                   tiny_text_model: Path) -> None:
+    """Several collections on one image model share the loaded models: the alignment check runs
+    once, each service only checks its own manifest's probe (one text)."""
+    calls = []
+
+    class Counting:
+        model_name = clip.model_name
+
+        def encode_text(self, texts):
+            calls.append(len(texts))
+            return clip.encode_text(texts)
+
+        def encode_images(self, images, batch_size=32):
+            return clip.encode_images(images, batch_size)
+
+    encoder, model = Counting(), TextModel.load(str(tiny_text_model), device="cpu")
+    services = [SearchService(Collection.open(collection_dir), encoder, text_model=model) for _ in range(3)]
+    assert sorted(calls) == [1, 1, 1, ALIGNMENT_PROBES]
+    assert all(s.text_alignment is services[0].text_alignment for s in services)
+    assert rows(services[2].search("eine Dampflokomotive", k=3)) == rows(services[0].search("eine Dampflokomotive", k=3))
+
+
 def test_service_refuses_a_misaligned_text_model(collection_dir: Path, clip: Encoder,
                                                  misaligned_text_model: Path) -> None:
     model = TextModel.load(str(misaligned_text_model), device="cpu")
