@@ -23,6 +23,13 @@ def read_list(path: Path, *, what: str = "List file", trailing_comments: bool = 
     ``trailing_comments`` also cuts `` #...`` after an entry; the takedown list turns it off
     because a source file name may itself contain " #".
     """
+    return [entry for _, entry in read_numbered(path, what=what, trailing_comments=trailing_comments,
+                                                error=error)]
+
+
+def read_numbered(path: Path, *, what: str = "List file", trailing_comments: bool = True,
+                  error: type[Exception] = ListFileError) -> list[tuple[int, str]]:
+    """(line number from 1, entry) pairs, by the rules of `read_list`: for errors that point at a line."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -38,7 +45,7 @@ def read_list(path: Path, *, what: str = "List file", trailing_comments: bool = 
     except OSError as exc:
         raise error(f"{what} {path} cannot be read ({exc.strerror}).") from None
     entries = []
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if line.startswith("#"):
             continue
@@ -46,5 +53,5 @@ def read_list(path: Path, *, what: str = "List file", trailing_comments: bool = 
         if hash_at >= 0:
             line = line[:hash_at].rstrip()
         if line:
-            entries.append(line)
+            entries.append((number, line))
     return entries
