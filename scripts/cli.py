@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    from review.cli import add_review_parser
     from scripts.build_cli import add_build_parser
     from search_core.cli import add_search_parser
     from search_core.verify_cli import add_verify_parser
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_build_parser(sub)
     add_search_parser(sub)
     add_verify_parser(sub)
+    add_review_parser(sub)
     bot = sub.add_parser("bot", help="run the Discord bot (configuration from the environment and .env)")
     bot.set_defaults(func=_run_bot)
     run = sub.add_parser("run", help="what `make run` does: the bot if a token is configured, else a demo")

@@ -1,0 +1,98 @@
+"""The report's images: one thumbnail and one full-size view per row, written once however many
+prompts return that row.
+
+Each row is decoded once (as the build decoded it: `Collection.image`) and both files come from
+that decode, in a small thread pool: Pillow releases the GIL while it decodes, resizes and
+encodes. The page shows only thumbnails (lazy-loaded); the full views are behind links.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from search_core.collection import Collection
+from search_core.errors import ImageSearchError
+
+log = logging.getLogger(__name__)
+
+IMAGES_DIR = "img"
+THUMB_SIDE = 240          # px, longest side: sharp at the page's ~180 px cells on 1.3x screens
+FULL_MAX_SIDE = 2048      # px, longest side of a "full-size" view: past this a scan is only heavier
+THUMB_QUALITY = 80
+FULL_QUALITY = 90
+MISSING = "missing.svg"
+MISSING_SIZE = (THUMB_SIDE, THUMB_SIDE * 3 // 4)
+# Decoding threads: a full decode of an 89-megapixel scan holds ~270 MB, so a few at most.
+MAX_WORKERS = 4
+
+_MISSING_SVG = """<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}">
+<rect width="{w}" height="{h}" fill="#eeeeee"/>
+<path d="M{a} {b}L{c} {d}M{c} {b}L{a} {d}" stroke="#999999" stroke-width="4"/>
+<text x="50%" y="{t}" text-anchor="middle" font-family="sans-serif" font-size="16" fill="#555555">no image</text>
+</svg>
+"""
+
+
+@dataclass(frozen=True)
+class Picture:
+    """Where a row's images are in the report (URLs relative to index.html) and the thumbnail's size."""
+
+    row: int
+    thumb: str
+    full: str | None          # None when the row has no readable image
+    width: int
+    height: int
+
+    @property
+    def available(self) -> bool:
+        return self.full is not None
+
+
+def write_pictures(collection: Collection, rows: Iterable[int], folder: Path,
+                   workers: int | None = None) -> dict[int, Picture]:
+    """Write the thumbnail and full view of each distinct row under folder/img/; row -> Picture."""
+    wanted = sorted({int(r) for r in rows})
+    (folder / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
+    if not wanted:
+        return {}
+    # The first row on this thread: the collection sets up its lazy image column view once,
+    # before threads share it.
+    pictures = [_write_row(collection, wanted[0], folder)]
+    workers = workers or max(1, min(MAX_WORKERS, os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="review-images") as pool:
+        pictures += pool.map(lambda row: _write_row(collection, row, folder), wanted[1:])
+    if any(not p.available for p in pictures):
+        w, h = MISSING_SIZE
+        (folder / IMAGES_DIR / MISSING).write_text(
+            _MISSING_SVG.format(w=w, h=h, a=w // 3, b=h // 4, c=w * 2 // 3, d=h // 2, t=h * 4 // 5), encoding="utf-8")
+    return {p.row: p for p in pictures}
+
+
+def _write_row(collection: Collection, row: int, folder: Path) -> Picture:
+    try:
+        image = collection.image(row)
+    except ImageSearchError as exc:
+        log.info("row %d has no readable image (%s); a placeholder stands in for it", row, exc)
+        return Picture(row=row, thumb=f"{IMAGES_DIR}/{MISSING}", full=None, width=MISSING_SIZE[0],
+                       height=MISSING_SIZE[1])
+    full_name, thumb_name = f"{IMAGES_DIR}/{row}.jpg", f"{IMAGES_DIR}/{row}.t.jpg"
+    full = _fit(image, FULL_MAX_SIDE)
+    full.save(folder / full_name, "JPEG", quality=FULL_QUALITY, optimize=True)
+    thumb = _fit(full, THUMB_SIDE)
+    thumb.save(folder / thumb_name, "JPEG", quality=THUMB_QUALITY, optimize=True)
+    return Picture(row=row, thumb=thumb_name, full=full_name, width=thumb.width, height=thumb.height)
+
+
+def _fit(image: Image.Image, side: int) -> Image.Image:
+    """Scaled down (never up) to fit side x side, RGB for JPEG."""
+    image = image.convert("RGB") if image.mode != "RGB" else image
+    if max(image.size) <= side:
+        return image
+    return ImageOps.contain(image, (side, side), Image.Resampling.LANCZOS)

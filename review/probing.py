@@ -1,0 +1,99 @@
+"""Run the probe prompts: one batch encoding, a search each, and what moderation would do.
+
+The prompts are encoded in one call (sentence-transformers batches them: 100 prompts cost about
+as much as a few single queries) and searched with the vectors, exactly as the bot searches,
+hidden rows left out inside the search.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from review import signals
+from review.prompts import Probe
+from search_core.search import Hit, SearchService
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the configured moderation does with a prompt; never which entry it matched."""
+
+    checked: bool                       # False when no moderation list is configured
+    term_refused: bool = False
+    concept_refused: bool = False
+    concept_category: str | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return not (self.term_refused or self.concept_refused)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    probe: Probe
+    anchor: str                         # the id of its section in the page
+    hits: tuple[Hit, ...]
+    flags: tuple[signals.ImageFlag, ...] | None   # per hit; None without a concept list
+    verdict: Verdict
+    weak: bool | None                   # None when the collection records no weak-match scale
+
+    @property
+    def best_score(self) -> float | None:
+        return self.hits[0].score if self.hits else None
+
+    @property
+    def flagged(self) -> int:
+        return sum(f.flagged for f in self.flags or ())
+
+
+def run_probes(service: SearchService, probes: Sequence[Probe], *, k: int, policy: Any | None,
+               weak_scale: signals.WeakMatchScale | None) -> list[ProbeResult]:
+    """Every prompt's top k, moderation verdict, flagged hits and weak-match mark, in prompt order."""
+    if not probes:
+        return []
+    vectors = service.encoder.encode_text([p.text for p in probes])
+    anchors = unique_anchors([p.text for p in probes])
+    results = []
+    for probe, vector, anchor in zip(probes, vectors, anchors):
+        hits = tuple(service.search_vector(vector, k=k).hits)
+        flags = None
+        if policy is not None and policy.has_concepts and hits:
+            rows = [h.row for h in hits]
+            flags = tuple(signals.flag_images(policy, np.asarray(service.collection.embeddings[rows])))
+        weak = weak_scale.is_weak(hits[0].score if hits else None) if weak_scale is not None else None
+        results.append(ProbeResult(probe=probe, anchor=anchor, hits=hits, flags=flags,
+                                   verdict=moderate(policy, probe.text, vector), weak=weak))
+    return results
+
+
+def moderate(policy: Any | None, prompt: str, vector: np.ndarray) -> Verdict:
+    """Both rules on their own, so the report shows a prompt that the term list and the concept
+    list would each refuse (the bot stops at the first)."""
+    if policy is None:
+        return Verdict(checked=False)
+    by_term = not policy.check_text(prompt).allowed
+    concept = policy.check_vector(vector, kind="text")
+    return Verdict(checked=True, term_refused=by_term, concept_refused=not concept.allowed,
+                   concept_category=signals.concept_category(concept))
+
+
+def unique_anchors(texts: Sequence[str], prefix: str = "p-") -> list[str]:
+    """URL-safe ids from prompt texts ("a ship" -> "p-a-ship"), numbered where two would clash."""
+    used: set[str] = set()
+    anchors = []
+    for text in texts:
+        ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+        slug = prefix + (re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:60].strip("-") or "prompt")
+        anchor, n = slug, 1
+        while anchor in used:
+            n += 1
+            anchor = f"{slug}-{n}"
+        used.add(anchor)
+        anchors.append(anchor)
+    return anchors

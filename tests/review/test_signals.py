@@ -1,0 +1,95 @@
+"""The adapter for optional facts: present in several shapes, absent, or malformed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from review import signals
+from search_core.collection import Collection
+from search_core.moderation import ModerationPolicy
+from tests.fixtures.synthetic_collection import rewrite_dataset, unit_vectors, write_collection
+
+
+def test_text_recall_under_index_or_top_level() -> None:
+    assert signals.text_recall({"index": {"spec": "Flat", "text_recall_at_10": 0.981}}) == 0.981
+    assert signals.text_recall({"text_recall_at_10": "0.9"}) == 0.9
+    assert signals.text_recall({"index": {"recall_at_10": 0.99}}) is None
+    assert signals.text_recall({"index": {"text_recall_at_10": "n/a"}}) is None
+
+
+def test_storage_is_copy_unless_the_manifest_says_otherwise() -> None:
+    assert signals.storage({}) == "copy"
+    assert signals.storage({"storage": "reference"}) == "reference"
+    assert signals.storage({"storage": {"mode": "reference", "root": "/x"}}) == "reference"
+
+
+def test_weak_match_scale_from_quantiles_or_scores() -> None:
+    """A best hit under the threshold is weak; quantiles come sorted; scores give quantiles."""
+    scale = signals.weak_match_scale({"weak_match": {"threshold": 0.21, "prompts": 295,
+                                                     "quantiles": {"p50": 0.27, "p5": 0.2, "p10": 0.21}}})
+    assert scale is not None and scale.threshold == 0.21 and scale.prompts == 295
+    assert [label for label, _ in scale.quantiles] == ["p5", "p10", "p50"]
+    assert scale.is_weak(0.2) and not scale.is_weak(0.21) and scale.is_weak(None)
+    from_scores = signals.weak_match_scale({"weak_match": {"threshold": 0.5, "scores": list(np.linspace(0, 1, 101))}})
+    assert from_scores is not None and dict(from_scores.quantiles)["p50"] == pytest.approx(0.5)
+    assert from_scores.prompts == 101
+    assert signals.weak_match_scale({}) is None
+    assert signals.weak_match_scale({"weak_match": {"quantiles": {"p5": 0.2}}}) is None
+    assert signals.weak_match_scale({"weak_match": [0.1, 0.2]}) is None
+
+
+def _with_groups(folder: Path, groups: list[int | None]) -> Collection:
+    write_collection(folder, unit_vectors(len(groups), 8))
+    rewrite_dataset(folder, lambda ds: ds.add_column("near_duplicate_group", groups))
+    return Collection.open(folder)
+
+
+def test_near_duplicate_groups_biggest_first_hidden_rows_left_out(tmp_path: Path) -> None:
+    groups = [5, 5, 5, -1, 2, 2, None, 9, 9, 9, 9, 1]
+    collection = _with_groups(tmp_path / "c", groups)
+    found = signals.near_duplicate_groups(collection, limit=5, members=3)
+    assert [(g.group, g.size, g.rows) for g in found] == [(9, 4, (7, 8, 9)), (5, 3, (0, 1, 2)), (2, 2, (4, 5))]
+    hidden = signals.near_duplicate_groups(collection, limit=1, members=6, exclude_rows=np.array([7, 8, 9]))
+    assert [(g.group, g.size) for g in hidden] == [(5, 3)]
+
+
+def test_no_group_column_is_none(tmp_path: Path) -> None:
+    collection = Collection.open(write_collection(tmp_path / "c", unit_vectors(4, 8)))
+    assert signals.near_duplicate_groups(collection, limit=5, members=3) is None
+
+
+@dataclass
+class _CategorisedDecision:
+    allowed: bool
+    concept_category: str | None = None
+
+
+class _BulkPolicy:
+    def __init__(self, answers: list) -> None:
+        self.answers = answers
+
+    def check_images(self, vectors: np.ndarray) -> list:
+        assert len(vectors) == len(self.answers)
+        return self.answers
+
+
+def test_flag_images_reads_decisions_booleans_or_falls_back_to_check_vector() -> None:
+    """A bulk method returning Decisions (with a category) or booleans, else one check_vector per row."""
+    vectors = unit_vectors(3, 8, seed=1)
+    bulk = _BulkPolicy([_CategorisedDecision(False, "violence"), _CategorisedDecision(True), _CategorisedDecision(False)])
+    assert signals.flag_images(bulk, vectors) == [signals.ImageFlag(True, "violence"), signals.ImageFlag(False),
+                                                 signals.ImageFlag(True)]
+    assert signals.flag_images(_BulkPolicy([True, False, False]), vectors) == [
+        signals.ImageFlag(True), signals.ImageFlag(False), signals.ImageFlag(False)]
+    policy = ModerationPolicy(concept_vectors=vectors[:1], image_threshold=0.99)
+    assert [f.flagged for f in signals.flag_images(policy, vectors)] == [True, False, False]
+
+
+def test_concept_category_only_where_recorded() -> None:
+    assert signals.concept_category(_CategorisedDecision(False, "nudity")) == "nudity"
+    assert signals.concept_category(ModerationPolicy(concept_vectors=unit_vectors(1, 8)).check_vector(
+        unit_vectors(1, 8)[0], kind="text")) is None
