@@ -21,7 +21,7 @@ TORCH_INDEX_OPTIONS ?= --timeout 5 --retries 1
 TORCH_BUILD ?= $(shell if [ "$$(uname -s)" = Darwin ] || nvidia-smi -L 2>/dev/null | grep -q '^GPU'; \
                        then echo default; else echo cpu; fi)
 
-.PHONY: install run test bench lint clean
+.PHONY: install run test browser bench lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,14 +49,26 @@ install: $(VENV)/.installed
 run: install
 	$(VENV)/bin/imagesearch run
 
-test: install
+test: install browser
 	$(PY) -m pytest -q
+
+# The review report's browser tests drive Debian's chromium through chromium-driver (nothing
+# downloads a browser). Installed with apt-get only where missing; where that is impossible (no
+# root, no apt, no network) the browser tests skip and say why.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium and chromium-driver for the browser tests (apt-get)"; \
+		apt-get update -qq || true; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver \
+			|| echo "make: could not install chromium; the browser tests will be skipped"; \
+	else echo "make: chromium is missing and apt-get cannot run as root here; the browser tests will be skipped"; fi
 
 bench: install
 	$(PY) -m benchmarks
 
 lint: install
-	$(VENV)/bin/ruff check bot search_core scripts tests benchmarks
+	$(VENV)/bin/ruff check bot search_core scripts review tests benchmarks
 
 clean:
 	rm -rf $(VENV) .pytest_cache
