@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from search_core.errors import ImageSearchError
+from search_core.folders import replace_folder
 
 log = logging.getLogger(__name__)
 
@@ -70,21 +71,9 @@ def write_folder(out: Path, fill: Callable[[Path], None], marker: dict[str, Any]
 
 def _swap(tmp: Path, out: Path) -> None:
     """Rename tmp to out; an old report moves aside first and is deleted only after that worked."""
-    if not out.exists():
-        os.rename(tmp, out)
-        return
-    if not is_report(out):       # an empty folder (check_out allowed it)
+    if out.is_dir() and not is_report(out):      # an empty folder (check_out allowed it)
         out.rmdir()
-        os.rename(tmp, out)
-        return
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    os.rename(out, old)
-    try:
-        os.rename(tmp, out)
-    except OSError:
-        os.rename(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+    replace_folder(tmp, out)
 
 
 def _remove_leftovers(out: Path) -> None:

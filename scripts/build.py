@@ -41,6 +41,7 @@ from scripts.sources import Source, open_source, source_signature
 from search_core import layout
 from search_core.encoder import DEFAULT_MODEL, Encoder, resolve_device
 from search_core.errors import BuildError
+from search_core.folders import replace_folder
 from search_core.integrity import file_checksums
 from search_core.layout import IndexInfo, Manifest
 
@@ -128,7 +129,7 @@ def build_collection(source: str, out: Path, *, model: str = DEFAULT_MODEL, batc
         with stage("write", "image", live=live, total=len(rows)) as writing:
             _write_collection(tmp, src, [meta[r] for r in rows], rows, vectors, faiss_index, info,
                               skipped, encoder=encoder, model=model, precision=precision, stage=writing)
-            _replace(tmp, out)
+            replace_folder(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -191,7 +192,7 @@ def _leftovers(out: Path, kind: str) -> list[Path]:
 def _clean_leftovers(out: Path) -> None:
     """Undo what a killed build left beside OUT, before anything else looks at OUT.
 
-    A kill between _replace's two renames leaves no OUT and the old collection in
+    A kill between replace_folder's two renames leaves no OUT and the old collection in
     ``.OUT.old-<pid>``: it is renamed back (the newest, should there be several). With a
     collection at OUT, other ``.OUT.old-*`` folders are collections already replaced. Those,
     ``.OUT.tmp-*`` (half-written collections) and ``.OUT.build-<key>`` (work folders of earlier
@@ -393,23 +394,6 @@ def _write_dataset(tmp: Path, src: Source, meta: list[ImageMetadata], rows: list
     embedded.save_to_disk(str(tmp / layout.DATASET_DIR))
     del embedded, merged
     shutil.rmtree(cache)
-
-
-def _replace(tmp: Path, out: Path) -> None:
-    """Move the finished collection into place; an old one is deleted only after that worked."""
-    if not out.exists():
-        os.rename(tmp, out)
-        return
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if old.exists():
-        shutil.rmtree(old)
-    os.rename(out, old)
-    try:
-        os.rename(tmp, out)
-    except OSError:
-        os.rename(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:

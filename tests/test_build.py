@@ -316,7 +316,7 @@ def test_rebuild_replaces_collection_and_leaves_no_leftovers(existing: Path, tin
 
 def test_collection_left_aside_by_a_killed_replace_is_restored(tmp_path: Path, collection_dir: Path,
                                                                 sample_images):
-    """Killed between _replace's renames (no OUT, old one aside): the next build puts it back."""
+    """Killed between replace_folder's renames (no OUT, old one aside): the next build puts it back."""
     shutil.copytree(collection_dir, tmp_path / ".coll.old-4242")
     with pytest.raises(BuildError, match="Could not load model"):
         build(sample_images[0], tmp_path / "coll", Path("/nonexistent/model"))
