@@ -1,7 +1,7 @@
 """The report's images: one thumbnail and one full-size view per row, written once however many
 prompts return that row.
 
-Each row is decoded once (as the build decoded it: `Collection.image`) and both files come from
+Each row is decoded once (as the build decoded it, through `Collection`) and both files come from
 that decode, in a small thread pool: Pillow releases the GIL while it decodes, resizes and
 encodes. The page shows only thumbnails (lazy-loaded); the full views are behind links.
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from review import signals
 from search_core.collection import Collection
 from search_core.errors import ImageSearchError
 
@@ -77,8 +78,8 @@ def write_pictures(collection: Collection, rows: Iterable[int], folder: Path,
 
 def _write_row(collection: Collection, row: int, folder: Path) -> Picture:
     try:
-        image = collection.image(row)
-    except ImageSearchError as exc:
+        image = signals.image_at_most(collection, row, FULL_MAX_SIDE)
+    except ImageSearchError as exc:   # CollectionError today; an ImageUnavailable is one too
         log.info("row %d has no readable image (%s); a placeholder stands in for it", row, exc)
         return Picture(row=row, thumb=f"{IMAGES_DIR}/{MISSING}", full=None, width=MISSING_SIZE[0],
                        height=MISSING_SIZE[1])

@@ -13,12 +13,15 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from search_core import layout
 from search_core.collection import Collection
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,9 @@ GROUP_COLUMNS = ("near_duplicate_group", "dup_group", "group_id")
 CONCEPT_CATEGORY_ATTR = "concept_category"
 # ModerationPolicy method: (vectors [n, dim]) -> one Decision per image vector.
 POLICY_IMAGE_CHECK = "check_images"
+# Collection method: (row, longest side in px) -> the row's image decoded at about that size
+# (Pillow's draft mode: a 6000x8000 scan decodes at 1/4 or 1/8 scale instead of in full).
+COLLECTION_SIZED_IMAGE = "thumbnail"
 
 
 def raw_manifest(collection: Collection) -> dict[str, Any]:
@@ -170,3 +176,10 @@ def flag_images(policy: Any, vectors: np.ndarray) -> list[ImageFlag]:
     answers = list(bulk(vectors)) if bulk is not None else [policy.check_vector(v, kind="image") for v in vectors]
     return [ImageFlag(not a.allowed, concept_category(a)) if hasattr(a, "allowed") else ImageFlag(bool(a))
             for a in answers]
+
+
+def image_at_most(collection: Collection, row: int, side: int) -> Image.Image:
+    """The row's image for a view at most `side` px long, decoded at that size where the
+    collection can (its sized decode), else in full; raises what Collection.image raises."""
+    sized = getattr(collection, COLLECTION_SIZED_IMAGE, None)
+    return sized(row, side) if sized is not None else collection.image(row)
