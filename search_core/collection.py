@@ -142,6 +142,12 @@ class Collection:
         except UndecodableImage as exc:
             raise self._unavailable(row, str(exc)) from exc
 
+    def image_bytes(self, row: int) -> bytes:
+        """The encoded image of a row as stored (or as the file it references holds it), undecoded:
+        for a caller that keeps the original, such as the review's full-size views. Raises
+        ImageUnavailable or QueryError as `image` does."""
+        return self._image_bytes(self.check_row(row))
+
     def _image_bytes(self, row: int) -> bytes:
         """The encoded bytes of a row's image: stored in the dataset, or read from the file it names."""
         if "image" not in self.dataset.column_names:

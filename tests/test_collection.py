@@ -55,6 +55,19 @@ def test_image_is_rgb(small: Path) -> None:
     assert isinstance(img, Image.Image) and img.mode == "RGB" and img.size == (4, 4)
 
 
+def test_image_bytes_are_the_stored_file(tmp_path: Path) -> None:
+    """image_bytes(row) gives the encoded bytes as stored; a row with none is a CollectionError."""
+    png = tmp_path / "x.png"
+    Image.new("RGB", (3, 2), (1, 2, 3)).save(png)
+    folder = write_collection(tmp_path / "c", unit_vectors(2, 8), images=[png.read_bytes(), b""])
+    c = Collection.open(folder)
+    assert c.image_bytes(0) == png.read_bytes()
+    with pytest.raises(CollectionError, match="Image 1 .* has no image"):
+        c.image_bytes(1)
+    with pytest.raises(CollectionError, match="Image 1"):
+        c.image(1)
+
+
 def test_row_out_of_range_is_a_query_error(small: Path) -> None:
     """Asking for a row past the end is the caller's error, said plainly."""
     with pytest.raises(QueryError, match="no image number 99"):
