@@ -26,6 +26,7 @@ BENCHMARKS = [
     # 200k rows in `make bench` (building a second 1M collection costs 4-11 min); the 1M figures of
     # BENCHMARKS.md come from running it alone.
     ("bench_verify", ["--rows", "200000"], ["--rows", "10000"]),
+    ("bench_review", [], ["--rows", "10000", "--no-baseline"]),
 ]
 
 

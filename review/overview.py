@@ -72,6 +72,7 @@ class Overview:
     hidden_rows: int                    # rows of this collection they hide
     years: YearHistogram | None
     duplicate_groups: list[signals.DuplicateGroup] | None
+    duplicate_threshold: float | None
     weak_match: signals.WeakMatchScale | None
 
 
@@ -88,7 +89,7 @@ def build_overview(collection: Collection, *, exact_index: bool, hidden_listed: 
         hidden_rows=int(hidden_rows.size), years=year_histogram(collection.years, collection.rows),
         duplicate_groups=signals.near_duplicate_groups(collection, limit=groups_shown, members=group_members,
                                                        exclude_rows=hidden_rows),
-        weak_match=signals.weak_match_scale(raw),
+        duplicate_threshold=signals.duplicate_threshold(raw), weak_match=signals.weak_match_scale(raw),
     )
 
 

@@ -103,7 +103,7 @@ def _write_row(collection: Collection, row: int, folder: Path) -> Picture:
         image.save(folder / full_name, "JPEG", quality=FULL_QUALITY)
     image.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)
     thumb_name = f"{IMAGES_DIR}/{row}.t.jpg"
-    image.save(folder / thumb_name, "JPEG", quality=THUMB_QUALITY)
+    image.save(folder / thumb_name, "JPEG", quality=THUMB_QUALITY, optimize=True)   # ~14% smaller, ~1 ms
     return Picture(row=row, thumb=thumb_name, full=full_name, width=image.width, height=image.height)
 
 

@@ -17,7 +17,7 @@ from review.overview import YearHistogram
 from review.pictures import Picture
 from review.probing import ProbeResult
 from review.prompts import ProbeSet
-from review.signals import ImageFlag
+from review.signals import ImageFlag, group_size
 
 TEMPLATE = "report.html.j2"
 HISTOGRAM_SIZE = (640, 160)     # viewBox of the year histogram; it scales to the page width
@@ -35,6 +35,7 @@ class Tile:
     rank: int | None = None
     score: float | None = None
     flag: ImageFlag | None = None
+    group_size: int = 1         # near-identical images this hit stands for, itself included
 
     @property
     def alt(self) -> str:
@@ -114,7 +115,7 @@ class HistogramView:
 
 def tile_for_hit(hit: Any, picture: Picture, flag: ImageFlag | None = None) -> Tile:
     return Tile(picture=picture, title=_title(hit.title), year=hit.year, file_name=hit.file_name,
-                rank=hit.rank, score=hit.score, flag=flag)
+                rank=hit.rank, score=hit.score, flag=flag, group_size=group_size(hit))
 
 
 def tile_for_row(meta: dict[str, Any], picture: Picture) -> Tile:

@@ -30,10 +30,16 @@ TEXT_RECALL_KEYS = ("text_recall_at_10",)
 # manifest.json: how images are stored; absent = copied into dataset/ (the only way today).
 STORAGE_KEYS = ("storage",)
 DEFAULT_STORAGE = "copy"
-# manifest.json: the distribution of best scores over the probe prompts, and the weak-match cut.
-WEAK_MATCH_KEYS = ("weak_match",)
-# dataset/ column: a near-duplicate group id per row (negative or null = no group).
-GROUP_COLUMNS = ("near_duplicate_group", "dup_group", "group_id")
+# manifest.json: best scores of the probe prompts by percentile, and the weak-match cut
+# ({"probes": n, "percentiles": {"5": s, ...}, "weak_percentile": 10, "weak_below": s}).
+WEAK_MATCH_KEYS = ("match_scale", "weak_match")
+WEAK_CUT_KEYS = ("weak_below", "threshold")
+# Beside manifest.json: int32 [rows], each row's near-duplicate group (the group's smallest row; a
+# row alone is its own group; negative = none). The manifest says how groups were made.
+GROUPS_FILE = "groups.npy"
+DUPLICATES_KEY = "duplicates"     # {"threshold": cosine, "groups": n, "grouped_rows": n, "largest": n}
+# Hit attribute: how many near-identical images a (collapsed) hit stands for, itself included.
+HIT_GROUP_SIZE = "group_size"
 # Decision attribute naming the concept category that refused a query.
 CONCEPT_CATEGORY_ATTR = "concept_category"
 # ModerationPolicy method: (vectors [n, dim]) -> one Decision per image vector.
@@ -84,35 +90,39 @@ class WeakMatchScale:
     """Best scores of the build's probe prompts, and the score below which a best hit is weak."""
 
     threshold: float
-    quantiles: tuple[tuple[str, float], ...] = ()   # (label, best score), ascending
+    quantiles: tuple[tuple[str, float], ...] = ()   # (label such as "p10", best score), ascending
     prompts: int | None = None                       # how many prompts the scale was measured on
+    percentile: int | None = None                    # the percentile the cut sits at
 
     def is_weak(self, best_score: float | None) -> bool:
         return best_score is None or best_score < self.threshold
 
 
 def weak_match_scale(raw: dict[str, Any]) -> WeakMatchScale | None:
-    """The manifest's weak-match scale: a dict with a threshold and optional quantiles.
+    """The manifest's weak-match scale, or None when the build recorded none.
 
-    Accepted shapes: ``{"threshold": t, "quantiles": {"p5": s, "p50": s, ...}}`` (also
-    "percentiles"), or ``{"threshold": t, "scores": [...]}`` from which quantiles are computed.
+    Reads ``{"weak_below": t, "percentiles": {"5": s, ...}, "probes": n, "weak_percentile": p}``;
+    a "threshold" / "quantiles" / "scores" spelling is read too.
     """
     found = _first(raw, WEAK_MATCH_KEYS)
-    if not isinstance(found, dict):
-        return None
-    threshold = _number(found.get("threshold"))
+    threshold = _number(_first(found, WEAK_CUT_KEYS))
     if threshold is None:
         return None
     quantiles: list[tuple[str, float]] = []
-    table = found.get("quantiles") or found.get("percentiles")
+    table = found.get("percentiles") or found.get("quantiles")
     if isinstance(table, dict):
-        quantiles = [(str(k), v) for k, v in ((k, _number(v)) for k, v in table.items()) if v is not None]
+        for key, value in table.items():
+            number = _number(value)
+            if number is not None:
+                quantiles.append((f"p{key}" if str(key).isdigit() else str(key), number))
     scores = np.asarray([s for s in map(_number, found.get("scores") or []) if s is not None], dtype=np.float64)
     if not quantiles and scores.size:
         quantiles = [(f"p{q}", float(np.percentile(scores, q))) for q in (5, 10, 25, 50, 75, 90, 95)]
-    prompts = found.get("prompts", found.get("count", scores.size or None))
+    prompts = _number(found.get("probes", found.get("prompts", scores.size or None)))
+    percentile = _number(found.get("weak_percentile"))
     return WeakMatchScale(threshold=threshold, quantiles=tuple(sorted(quantiles, key=lambda kv: kv[1])),
-                          prompts=int(prompts) if isinstance(prompts, (int, float)) else None)
+                          prompts=int(prompts) if prompts else None,
+                          percentile=int(percentile) if percentile is not None else None)
 
 
 @dataclass(frozen=True)
@@ -128,20 +138,20 @@ def near_duplicate_groups(collection: Collection, *, limit: int, members: int,
                           exclude_rows: np.ndarray | None = None) -> list[DuplicateGroup] | None:
     """The `limit` biggest groups of two or more rows, or None when the collection records no groups.
 
-    One pass over the group column (np.unique: about 0.1 s at 1M rows); hidden rows are left out.
+    One pass over the group file (np.unique: about 0.1 s at 1M rows); hidden rows are left out.
     """
-    column = next((c for c in GROUP_COLUMNS if c in collection.dataset.column_names), None)
-    if column is None:
+    file = collection.path / GROUPS_FILE
+    if not file.is_file():
         return None
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     try:
-        ids = pc.cast(collection.dataset.data.column(column), "int64").fill_null(-1).to_numpy(zero_copy_only=False)
-    except pa.ArrowException as exc:
-        log.warning("the %s column is not a group id (%s); near-duplicate groups not shown", column, exc)
+        ids = np.array(np.load(file, mmap_mode="r", allow_pickle=False), dtype=np.int64)
+    except (OSError, ValueError) as exc:
+        log.warning("%s cannot be read (%s); near-duplicate groups not shown", GROUPS_FILE, exc)
         return None
-    ids = np.array(ids, dtype=np.int64)
+    if ids.shape != (collection.rows,):
+        log.warning("%s holds %s ids for %d rows; near-duplicate groups not shown", GROUPS_FILE, ids.shape,
+                    collection.rows)
+        return None
     if exclude_rows is not None and exclude_rows.size:
         ids[exclude_rows] = -1
     groups, counts = np.unique(ids[ids >= 0], return_counts=True)
@@ -149,6 +159,18 @@ def near_duplicate_groups(collection: Collection, *, limit: int, members: int,
     order = order[counts[order] >= 2][:limit]
     return [DuplicateGroup(group=int(groups[i]), size=int(counts[i]),
                            rows=tuple(np.flatnonzero(ids == groups[i])[:members].tolist())) for i in order]
+
+
+def duplicate_threshold(raw: dict[str, Any]) -> float | None:
+    """The cosine at or above which the build called two images near-identical, if it grouped them."""
+    info = raw.get(DUPLICATES_KEY)
+    return _number(info.get("threshold")) if isinstance(info, dict) else None
+
+
+def group_size(hit: Any) -> int:
+    """How many near-identical images a hit stands for (1 where search does not collapse them)."""
+    size = getattr(hit, HIT_GROUP_SIZE, 1)
+    return int(size) if isinstance(size, (int, np.integer)) and size > 1 else 1
 
 
 def concept_category(decision: Any) -> str | None:

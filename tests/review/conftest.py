@@ -1,8 +1,8 @@
 """A collection with everything the report can show, and one report of it written once.
 
 The collection is built by `imagesearch build` with the tiny CLIP from the sample images plus two
-broken files (so skipped.jsonl has entries). Its dataset then gains a near-duplicate group column
-and one unreadable stored image, the way later builds and damaged copies look.
+broken files (so skipped.jsonl has entries). It then gains near-duplicate groups (groups.npy, as
+a grouping build writes it) and one unreadable stored image, as a damaged copy would have.
 """
 
 from __future__ import annotations
@@ -12,14 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from datasets import Dataset
 from datasets import Image as ImageFeature
 
 from review import signals
+from search_core.collection import Collection
 from tests.fixtures.synthetic_collection import rewrite_dataset
 
-GROUPS = {100: (0, 1, 2, 3, 5), 7: (10, 11)}     # near-duplicate group -> rows
+GROUPS = ((0, 1, 2, 3, 5), (10, 11))            # rows of each near-duplicate group
 UNREADABLE_ROW = 5
 HIDDEN_ROW = 20
 WEAK_THRESHOLD = 0.2
@@ -28,9 +30,7 @@ SECRET_CONCEPT = "qqconceptmarkerqq"            # in the concepts file; must nev
 OWN_PROMPTS = "[Curator's own]\nlocal: the town hall -- our own building\nships: a sailing ship at sea\n"
 
 
-def _add_groups_and_break_one_image(ds: Dataset) -> Dataset:
-    group_of = {row: group for group, rows in GROUPS.items() for row in rows}
-    ds = ds.add_column("near_duplicate_group", [group_of.get(i, -1) for i in range(len(ds))])
+def _break_one_image(ds: Dataset) -> Dataset:
     ds = ds.cast_column("image", ImageFeature(decode=False))
 
     def corrupt(example: dict[str, Any], idx: int) -> dict[str, Any]:
@@ -39,6 +39,14 @@ def _add_groups_and_break_one_image(ds: Dataset) -> Dataset:
         return example
 
     return ds.map(corrupt, with_indices=True).cast_column("image", ImageFeature())
+
+
+def write_groups(collection: Path, rows: int) -> None:
+    """groups.npy as a grouping build writes it: each row's group is its smallest row."""
+    group_of = np.arange(rows, dtype=np.int32)
+    for members in GROUPS:
+        group_of[list(members)] = min(members)
+    np.save(collection / signals.GROUPS_FILE, group_of)
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +60,8 @@ def review_collection(tmp_path_factory: pytest.TempPathFactory, tiny_clip: Path,
     (source / "1870" / "000000002_0_000001_1_[Empty]_1870.jpg").write_bytes(b"")
     out = tmp_path_factory.mktemp("review_collections") / "embellishments"
     build_collection(str(source), out, model=str(tiny_clip), device="cpu")
-    rewrite_dataset(out, _add_groups_and_break_one_image)
+    rewrite_dataset(out, _break_one_image)
+    write_groups(out, Collection.open(out).rows)
     return out
 
 
@@ -69,7 +78,6 @@ class WrittenReport:
 def written_report(tmp_path_factory: pytest.TempPathFactory, review_collection: Path) -> WrittenReport:
     """The default prompts plus the curator's own, moderation on, one row hidden, a weak-match scale."""
     from review.report import ReviewOptions, write_review
-    from search_core.collection import Collection
 
     inputs = tmp_path_factory.mktemp("review_inputs")
     hidden_file = Collection.open(review_collection).metadata(HIDDEN_ROW)["file_name"]
@@ -81,10 +89,11 @@ def written_report(tmp_path_factory: pytest.TempPathFactory, review_collection: 
     original = signals.raw_manifest
 
     def with_weak_scale(collection: Any) -> dict:
-        return {**original(collection), "weak_match": {
-            "threshold": WEAK_THRESHOLD, "prompts": 295, "quantiles": {"p5": 0.15, "p10": 0.2, "p50": 0.3}}}
+        return {**original(collection), "duplicates": {"threshold": 0.95, "groups": 19, "grouped_rows": 7, "largest": 5},
+                "match_scale": {"probes": 295, "percentiles": {"5": 0.15, "10": WEAK_THRESHOLD, "50": 0.3},
+                                "weak_percentile": 10, "weak_below": WEAK_THRESHOLD}}
 
-    with pytest.MonkeyPatch.context() as patch:
+    with pytest.MonkeyPatch.context() as patch:     # a manifest as a build with a weak-match scale writes it
         patch.setattr(signals, "raw_manifest", with_weak_scale)
         summary = write_review(ReviewOptions(
             collection=review_collection, out=out, prompts=f"+{inputs / 'mine.txt'}",

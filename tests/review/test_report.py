@@ -139,7 +139,8 @@ def test_weak_match_badge_follows_the_recorded_scale(page: Node, batch_hits: dic
         strong_seen |= not is_weak
     assert weak_seen and strong_seen
     overview = page.find_id("overview").text
-    assert f"{WEAK_THRESHOLD:.3f}" in overview and "p50" in overview
+    assert f"{WEAK_THRESHOLD:.3f} (the 10th percentile below)" in overview and "p50" in overview
+    assert "295 probe prompts" in overview
 
 
 def test_every_image_has_alt_text_naming_title_year_and_file(page: Node, written_report: WrittenReport) -> None:
@@ -204,7 +205,18 @@ def test_overview_facts(page: Node, written_report: WrittenReport) -> None:
     assert sum(counts) == collection.rows
     assert overview.find_all("svg")[0].attrs["role"] == "img"
     group_sizes = [h.text for h in overview.find_all("h4")]
-    assert group_sizes == [f"{len(rows)} near-identical images" for rows in GROUPS.values()]
+    assert group_sizes == [f"{len(rows)} near-identical images" for rows in GROUPS]
+    assert "cosine ≥ 0.95" in text
+    for h4, rows in zip(overview.find_all("h4"), GROUPS):
+        tiles = h4_sheet(overview, h4)
+        assert [int(t.attrs["data-row"]) for t in tiles] == list(rows)
+
+
+def h4_sheet(section: Node, heading: Node) -> list[Node]:
+    """The tiles of the contact sheet that follows a heading."""
+    children = section.children
+    sheet = next(c for c in children[children.index(heading) + 1:] if c.tag == "ol")
+    return sheet.find_all("li", "tile")
 
 
 def test_an_unreadable_image_gets_a_placeholder_not_a_broken_link(page: Node) -> None:
