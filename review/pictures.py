@@ -3,8 +3,9 @@ prompts return that row.
 
 The full-size view is the stored original, copied byte for byte, where a browser shows its format
 (JPEG, PNG, GIF, WebP); other formats are converted to JPEG of at most FULL_MAX_SIDE px. The
-thumbnail is decoded as the build decoded the image (through `Collection`), in a small thread
-pool: Pillow releases the GIL while it decodes, resizes and encodes. The page shows only
+thumbnail is `Collection.thumbnail` (decoded as the build decoded the image, at reduced scale
+where the format allows), in a small thread pool: Pillow releases the GIL while it decodes,
+resizes and encodes. The page shows only
 thumbnails (lazy-loaded); the full views are behind links.
 """
 
@@ -19,17 +20,16 @@ from pathlib import Path
 
 from PIL import Image
 
-from review import signals
 from search_core.collection import Collection
-from search_core.errors import ImageSearchError
+from search_core.errors import ImageUnavailable
 
 log = logging.getLogger(__name__)
 
 IMAGES_DIR = "img"
 THUMB_SIDE = 240          # px, longest side: sharp at the page's ~180 px cells on 1.3x screens
 FULL_MAX_SIDE = 2048      # px, longest side of a view converted from a format browsers do not show
-# Box-reduce by whole factors before the Lanczos filter: about half the time of Lanczos alone
-# from 600x450 to 240x180 (measured here), and no visible difference at thumbnail size.
+# A converted view (at most FULL_MAX_SIDE) is shrunk to a thumbnail box-reducing by whole factors
+# before the Lanczos filter: about half the time of Lanczos alone, no visible difference at 240 px.
 REDUCING_GAP = 1.0
 # Formats browsers display, by their first bytes; a full view in one of them is the original file.
 WEB_SIGNATURES = ((b"\xff\xd8\xff", "jpg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"GIF87a", "gif"),
@@ -89,8 +89,8 @@ def _write_row(collection: Collection, row: int, folder: Path) -> Picture:
         data = collection.image_bytes(row)
         original = web_extension(data)
         # Decoding also checks the stored bytes (pixel limit, damage) before the original is copied.
-        image = signals.image_at_most(collection, row, THUMB_SIDE if original else FULL_MAX_SIDE)
-    except ImageSearchError as exc:   # CollectionError today; an ImageUnavailable is one too
+        image = collection.thumbnail(row, THUMB_SIDE if original else FULL_MAX_SIDE)
+    except ImageUnavailable as exc:
         log.info("row %d has no readable image (%s); a placeholder stands in for it", row, exc)
         return Picture(row=row, thumb=f"{IMAGES_DIR}/{MISSING}", full=None, width=MISSING_SIZE[0],
                        height=MISSING_SIZE[1])
@@ -99,7 +99,6 @@ def _write_row(collection: Collection, row: int, folder: Path) -> Picture:
     if original:
         (folder / full_name).write_bytes(data)
     else:
-        image.thumbnail((FULL_MAX_SIDE, FULL_MAX_SIDE), Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)
         image.save(folder / full_name, "JPEG", quality=FULL_QUALITY)
     image.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)
     thumb_name = f"{IMAGES_DIR}/{row}.t.jpg"

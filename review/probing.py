@@ -11,13 +11,21 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from review import signals
 from review.prompts import Probe
+from search_core.moderation import ModerationPolicy
 from search_core.search import Hit, SearchService
+
+
+@dataclass(frozen=True)
+class ImageFlag:
+    """Whether the concept filter would flag a hit's image, and the closest concept's category."""
+
+    flagged: bool
+    category: str | None = None
 
 
 @dataclass(frozen=True)
@@ -39,7 +47,7 @@ class ProbeResult:
     probe: Probe
     anchor: str                         # the id of its section in the page
     hits: tuple[Hit, ...]
-    flags: tuple[signals.ImageFlag, ...] | None   # per hit; None without a concept list
+    flags: tuple[ImageFlag, ...] | None   # per hit; None without a concept list
     verdict: Verdict
     weak: bool | None                   # None when the collection records no weak-match scale
 
@@ -52,7 +60,7 @@ class ProbeResult:
         return sum(f.flagged for f in self.flags or ())
 
 
-def run_probes(service: SearchService, probes: Sequence[Probe], *, k: int, policy: Any | None,
+def run_probes(service: SearchService, probes: Sequence[Probe], *, k: int, policy: ModerationPolicy | None,
                weak_scale: signals.WeakMatchScale | None) -> list[ProbeResult]:
     """Every prompt's top k, moderation verdict, flagged hits and weak-match mark, in prompt order."""
     if not probes:
@@ -65,14 +73,14 @@ def run_probes(service: SearchService, probes: Sequence[Probe], *, k: int, polic
         flags = None
         if policy is not None and policy.has_concepts and hits:
             rows = [h.row for h in hits]
-            flags = tuple(signals.flag_images(policy, np.asarray(service.collection.embeddings[rows])))
+            flags = flag_images(policy, np.asarray(service.collection.embeddings[rows]))
         weak = weak_scale.is_weak(hits[0].score if hits else None) if weak_scale is not None else None
         results.append(ProbeResult(probe=probe, anchor=anchor, hits=hits, flags=flags,
                                    verdict=moderate(policy, probe.text, vector), weak=weak))
     return results
 
 
-def moderate(policy: Any | None, prompt: str, vector: np.ndarray) -> Verdict:
+def moderate(policy: ModerationPolicy | None, prompt: str, vector: np.ndarray) -> Verdict:
     """Both rules on their own, so the report shows a prompt that the term list and the concept
     list would each refuse (the bot stops at the first)."""
     if policy is None:
@@ -80,7 +88,15 @@ def moderate(policy: Any | None, prompt: str, vector: np.ndarray) -> Verdict:
     by_term = not policy.check_text(prompt).allowed
     concept = policy.check_vector(vector, kind="text")
     return Verdict(checked=True, term_refused=by_term, concept_refused=not concept.allowed,
-                   concept_category=signals.concept_category(concept))
+                   concept_category=concept.concept_category)
+
+
+def flag_images(policy: ModerationPolicy, vectors: np.ndarray) -> tuple[ImageFlag, ...]:
+    """One ImageFlag per image vector: would the concept filter refuse it as an image query?"""
+    flags = [ImageFlag(False)] * len(vectors)
+    for flag in policy.flag_vectors(vectors, kind="image"):
+        flags[flag.index] = ImageFlag(True, flag.category)
+    return tuple(flags)
 
 
 def unique_anchors(texts: Sequence[str], prefix: str = "p-") -> list[str]:

@@ -15,9 +15,9 @@ import jinja2
 
 from review.overview import YearHistogram
 from review.pictures import Picture
-from review.probing import ProbeResult
+from review.probing import ImageFlag, ProbeResult
 from review.prompts import ProbeSet
-from review.signals import ImageFlag, group_size
+from review.signals import group_size
 
 TEMPLATE = "report.html.j2"
 HISTOGRAM_SIZE = (640, 160)     # viewBox of the year histogram; it scales to the page width
@@ -89,6 +89,7 @@ class ModerationSummary:
     terms: int
     concepts_file: str | None
     concepts: int
+    categories: tuple[str, ...]
     text_threshold: float | None
     image_threshold: float | None
 

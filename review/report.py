@@ -92,7 +92,7 @@ def write_review(options: ReviewOptions, progress: Callable[[str], None] | None 
         moderation = render.ModerationSummary(
             blocklist=options.blocklist.name if options.blocklist else None, terms=terms,
             concepts_file=options.concepts.name if options.concepts else None, concepts=concepts,
-            text_threshold=policy.text_threshold, image_threshold=policy.image_threshold)
+            categories=tuple(policy.concept_categories), text_threshold=policy.text_threshold, image_threshold=policy.image_threshold)
     open_s = time.perf_counter() - started
     summary = build_report(service, probes, options.out, k=options.k, policy=policy, moderation=moderation,
                            hidden_listed=len(hidden), progress=say)

@@ -1,10 +1,10 @@
-"""Optional facts a collection or a moderation policy may carry, read in one place.
+"""Optional facts a collection may carry, read in one place.
 
-Builds and policies gain these over time (text-query recall, near-duplicate groups, the weak-match
-scale, referenced image storage, concept categories, a bulk image check). Each reader here
-returns None (or a plain default) when the fact is absent, so the report shows it where it exists
-and says "not recorded" elsewhere. The names they look for are the constants below: wiring a new
-build's names is a change to this file only.
+Builds gain these over time (text-query recall, near-duplicate groups, the weak-match scale,
+referenced image storage) and older collections lack them. Each reader here returns None (or a
+plain default) when the fact is absent, so the report shows it where it exists and says "not
+recorded" elsewhere. The names they look for are the constants below: wiring a new build's names
+is a change to this file only.
 """
 
 from __future__ import annotations
@@ -13,15 +13,12 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from search_core import layout
 from search_core.collection import Collection
-
-if TYPE_CHECKING:
-    from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +37,6 @@ GROUPS_FILE = "groups.npy"
 DUPLICATES_KEY = "duplicates"     # {"threshold": cosine, "groups": n, "grouped_rows": n, "largest": n}
 # Hit attribute: how many near-identical images a (collapsed) hit stands for, itself included.
 HIT_GROUP_SIZE = "group_size"
-# Decision attribute naming the concept category that refused a query.
-CONCEPT_CATEGORY_ATTR = "concept_category"
-# ModerationPolicy method: (vectors [n, dim]) -> one Decision per image vector.
-POLICY_IMAGE_CHECK = "check_images"
-# Collection method: (row, longest side in px) -> the row's image decoded at about that size
-# (Pillow's draft mode: a 6000x8000 scan decodes at 1/4 or 1/8 scale instead of in full).
-COLLECTION_SIZED_IMAGE = "thumbnail"
 
 
 def raw_manifest(collection: Collection) -> dict[str, Any]:
@@ -171,37 +161,3 @@ def group_size(hit: Any) -> int:
     """How many near-identical images a hit stands for (1 where search does not collapse them)."""
     size = getattr(hit, HIT_GROUP_SIZE, 1)
     return int(size) if isinstance(size, (int, np.integer)) and size > 1 else 1
-
-
-def concept_category(decision: Any) -> str | None:
-    """The category of the concept that refused a query, where the policy records one."""
-    value = getattr(decision, CONCEPT_CATEGORY_ATTR, None)
-    return str(value) if value else None
-
-
-@dataclass(frozen=True)
-class ImageFlag:
-    """Whether the concept filter would flag an image, and the concept's category where known."""
-
-    flagged: bool
-    category: str | None = None
-
-
-def flag_images(policy: Any, vectors: np.ndarray) -> list[ImageFlag]:
-    """One ImageFlag per image vector: would the concept filter flag this image?
-
-    Uses the policy's bulk check where it has one (Decisions or booleans), else
-    `check_vector(kind="image")` per row.
-    """
-    vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
-    bulk = getattr(policy, POLICY_IMAGE_CHECK, None)
-    answers = list(bulk(vectors)) if bulk is not None else [policy.check_vector(v, kind="image") for v in vectors]
-    return [ImageFlag(not a.allowed, concept_category(a)) if hasattr(a, "allowed") else ImageFlag(bool(a))
-            for a in answers]
-
-
-def image_at_most(collection: Collection, row: int, side: int) -> Image.Image:
-    """The row's image for a view at most `side` px long, decoded at that size where the
-    collection can (its sized decode), else in full; raises what Collection.image raises."""
-    sized = getattr(collection, COLLECTION_SIZED_IMAGE, None)
-    return sized(row, side) if sized is not None else collection.image(row)

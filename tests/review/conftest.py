@@ -83,7 +83,7 @@ def written_report(tmp_path_factory: pytest.TempPathFactory, review_collection: 
     hidden_file = Collection.open(review_collection).metadata(HIDDEN_ROW)["file_name"]
     (inputs / "hidden.txt").write_text(f"{hidden_file}\nnot-in-this-collection.jpg\n", encoding="utf-8")
     (inputs / "blocklist.txt").write_text(f"# terms\nsavage\n{SECRET_TERM}\n", encoding="utf-8")
-    (inputs / "concepts.txt").write_text(f"a hanging\nviolence: {SECRET_CONCEPT}\n", encoding="utf-8")
+    (inputs / "concepts.txt").write_text(f"executions: a hanging\nviolence: {SECRET_CONCEPT}\n", encoding="utf-8")
     (inputs / "mine.txt").write_text(OWN_PROMPTS, encoding="utf-8")
     out = tmp_path_factory.mktemp("review_out") / "report"
     original = signals.raw_manifest

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from PIL import Image
 
-from review import signals
 from review.pictures import FULL_MAX_SIDE, MISSING, THUMB_SIDE, web_extension, write_pictures
 from search_core.collection import Collection
 from tests.fixtures.images import draw_image
@@ -54,16 +53,3 @@ def test_web_extension_by_signature() -> None:
     assert web_extension(encoded((32, 24), 1, "BMP")) is None
     assert web_extension(encoded((32, 24), 1, "TIFF")) is None
     assert web_extension(b"") is None
-
-
-def test_a_sized_decode_is_used_where_the_collection_has_one(tmp_path: Path) -> None:
-    collection = Collection.open(write_collection(tmp_path / "c", unit_vectors(1, 8), images=[encoded((64, 48), 3)]))
-    asked = []
-
-    def sized(row: int, side: int) -> Image.Image:
-        asked.append((row, side))
-        return Image.new("RGB", (10, 10))
-
-    assert signals.image_at_most(collection, 0, 500).size == (64, 48)
-    collection.thumbnail = sized   # what a collection with a sized decode offers
-    assert signals.image_at_most(collection, 0, 500).size == (10, 10) and asked == [(0, 500)]

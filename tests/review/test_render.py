@@ -6,9 +6,8 @@ import numpy as np
 
 from review.overview import year_histogram
 from review.pictures import Picture
-from review.probing import unique_anchors
+from review.probing import ImageFlag, unique_anchors
 from review.render import HISTOGRAM_MARGIN, HISTOGRAM_SIZE, Tile, environment, histogram_view
-from review.signals import ImageFlag
 
 
 def test_histogram_bars_fit_the_plot_and_scale_with_counts() -> None:

@@ -14,7 +14,7 @@ from review.prompts import default_probes
 from search_core.collection import Collection
 from search_core.encoder import Encoder
 from search_core.listfile import read_list
-from search_core.moderation import ModerationPolicy
+from search_core.moderation import ModerationPolicy, parse_concept
 from search_core.search import SearchService
 from tests.review.conftest import (
     GROUPS,
@@ -109,20 +109,25 @@ def test_moderation_verdicts_match_the_policy_and_never_name_the_entry(
         assert ("by a blocked concept" in facts) == by_concept, text
     assert found["a savage"].attrs["data-verdict"] == "refused"
     assert "by a blocked term" in found["a savage"].text
-    assert "by a blocked concept" in found["a hanging"].text
+    assert "by a blocked concept (category: executions)" in found["a hanging"].text
     assert SECRET_TERM not in html and SECRET_CONCEPT not in html
+    assert "2 from concepts.txt in the categories executions, violence" in page.find_id("overview").text
 
 
 def test_hits_flagged_as_images_are_exactly_those_the_concept_filter_would_flag(
         page: Node, written_report: WrittenReport, service: SearchService) -> None:
-    concepts = service.encoder.encode_text(read_list(written_report.concepts))
+    categories, phrases = zip(*(parse_concept(line) for line in read_list(written_report.concepts)))
+    concepts = service.encoder.encode_text(list(phrases))
     embeddings = np.asarray(service.collection.embeddings)
     flagged_any = False
     for article in articles(page).values():
         for tile in article.find_all("li", "tile"):
             row = int(tile.attrs["data-row"])
-            expected = float((concepts @ embeddings[row]).max()) >= IMAGE_THRESHOLD
+            scores = concepts @ embeddings[row]
+            expected = float(scores.max()) >= IMAGE_THRESHOLD
             assert ("flagged" in tile.attrs["class"].split()) == expected
+            if expected:
+                assert f"flagged: {categories[int(scores.argmax())]}" in tile.text
             flagged_any |= expected
         count = len(article.find_all("li", "flagged"))
         facts = article.find_all("ul", "facts")[0].text

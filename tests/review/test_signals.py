@@ -10,7 +10,6 @@ import pytest
 
 from review import signals
 from search_core.collection import Collection
-from search_core.moderation import ModerationPolicy
 from tests.fixtures.synthetic_collection import unit_vectors, write_collection
 
 
@@ -81,36 +80,3 @@ def test_duplicate_threshold_and_hit_group_size() -> None:
 
     assert signals.group_size(CollapsedHit(7)) == 7
     assert signals.group_size(object()) == 1
-
-
-@dataclass
-class _CategorisedDecision:
-    allowed: bool
-    concept_category: str | None = None
-
-
-class _BulkPolicy:
-    def __init__(self, answers: list) -> None:
-        self.answers = answers
-
-    def check_images(self, vectors: np.ndarray) -> list:
-        assert len(vectors) == len(self.answers)
-        return self.answers
-
-
-def test_flag_images_reads_decisions_booleans_or_falls_back_to_check_vector() -> None:
-    """A bulk method returning Decisions (with a category) or booleans, else one check_vector per row."""
-    vectors = unit_vectors(3, 8, seed=1)
-    bulk = _BulkPolicy([_CategorisedDecision(False, "violence"), _CategorisedDecision(True), _CategorisedDecision(False)])
-    assert signals.flag_images(bulk, vectors) == [signals.ImageFlag(True, "violence"), signals.ImageFlag(False),
-                                                 signals.ImageFlag(True)]
-    assert signals.flag_images(_BulkPolicy([True, False, False]), vectors) == [
-        signals.ImageFlag(True), signals.ImageFlag(False), signals.ImageFlag(False)]
-    policy = ModerationPolicy(concept_vectors=vectors[:1], image_threshold=0.99)
-    assert [f.flagged for f in signals.flag_images(policy, vectors)] == [True, False, False]
-
-
-def test_concept_category_only_where_recorded() -> None:
-    assert signals.concept_category(_CategorisedDecision(False, "nudity")) == "nudity"
-    assert signals.concept_category(ModerationPolicy(concept_vectors=unit_vectors(1, 8)).check_vector(
-        unit_vectors(1, 8)[0], kind="text")) is None
