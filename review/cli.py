@@ -36,7 +36,8 @@ def add_review_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("--hidden", type=Path, default=None, metavar="FILE",
                         help="takedown list: file names (one per line) never to show")
     parser.add_argument("--text-model", default=None, metavar="NAME",
-                        help="a multilingual text model for the prompts (not supported yet)")
+                        help="a text model aligned with the collection's, for prompts in other languages "
+                             "(as `imagesearch search --text-model`)")
     parser.add_argument("-k", type=int, default=12, metavar="N", help=f"hits per prompt, 1-{MAX_K} (default 12)")
     parser.set_defaults(func=run_review)
     return parser

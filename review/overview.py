@@ -59,6 +59,7 @@ class Overview:
     rows: int
     model: str
     precision: str
+    text_model: str | None              # the prompts' own text model and its alignment, if any
     index_spec: str
     index_params: dict
     exact_index: bool
@@ -77,12 +78,13 @@ class Overview:
 
 
 def build_overview(collection: Collection, *, exact_index: bool, hidden_listed: int,
-                   hidden_rows: np.ndarray, groups_shown: int, group_members: int) -> Overview:
+                   hidden_rows: np.ndarray, groups_shown: int, group_members: int,
+                   text_model: str | None = None) -> Overview:
     manifest = collection.manifest
     raw = signals.raw_manifest(collection)
     return Overview(
         name=collection.path.resolve().name, rows=manifest.rows, model=manifest.model,
-        precision=manifest.precision, index_spec=manifest.index.spec, index_params=dict(manifest.index.params),
+        precision=manifest.precision, text_model=text_model, index_spec=manifest.index.spec, index_params=dict(manifest.index.params),
         exact_index=exact_index, image_recall=manifest.index.recall_at_10, text_recall=signals.text_recall(raw),
         built_at=manifest.built_at, source=manifest.source, storage=signals.storage(raw),
         skipped=read_skipped(collection.path / layout.SKIPPED), hidden_listed=hidden_listed,

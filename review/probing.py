@@ -65,7 +65,7 @@ def run_probes(service: SearchService, probes: Sequence[Probe], *, k: int, polic
     """Every prompt's top k, moderation verdict, flagged hits and weak-match mark, in prompt order."""
     if not probes:
         return []
-    vectors = service.encoder.encode_text([p.text for p in probes])
+    vectors = service.encode_text([p.text for p in probes])   # the text model's, if the service has one
     anchors = unique_anchors([p.text for p in probes])
     results = []
     for probe, vector, anchor in zip(probes, vectors, anchors):

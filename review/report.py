@@ -66,10 +66,6 @@ def write_review(options: ReviewOptions, progress: Callable[[str], None] | None 
     """The whole command. Raises ImageSearchError subclasses with a sentence for the user."""
     say = progress or _stderr
     check_page(options.k)
-    if options.text_model is not None:
-        raise ReviewError("--text-model is not supported yet: prompts in other languages need a text model "
-                          "aligned with the collection's image model, which `imagesearch search` does not "
-                          "load yet either. Run the review without it.")
     probes = load_probes(options.prompts)
     hidden = read_list(options.hidden, what="Hidden list", trailing_comments=False) if options.hidden else []
     thresholds = _thresholds(os.environ if env is None else env)
@@ -81,9 +77,9 @@ def write_review(options: ReviewOptions, progress: Callable[[str], None] | None 
 
     quiet_model_loading()
     started = time.perf_counter()
-    service = SearchService.open(options.collection, hidden_files=hidden)
-    say(f"opened {options.collection} ({service.collection.rows:,} rows) and its model "
-        f"in {time.perf_counter() - started:.1f} s")
+    service = SearchService.open(options.collection, hidden_files=hidden, text_model=options.text_model)
+    say(f"opened {options.collection} ({service.collection.rows:,} rows) and its model"
+        f"{' and the text model' if service.text_model else ''} in {time.perf_counter() - started:.1f} s")
     policy = moderation = None
     if options.blocklist is not None or options.concepts is not None:
         from search_core.moderation import ModerationPolicy
@@ -109,7 +105,7 @@ def build_report(service: SearchService, probes: ProbeSet, out: Path, *, k: int 
     t = time.perf_counter()
     overview = build_overview(collection, exact_index=is_exact(collection.index), hidden_listed=hidden_listed,
                               hidden_rows=service.hidden_rows, groups_shown=GROUPS_SHOWN,
-                              group_members=GROUP_MEMBERS)
+                              group_members=GROUP_MEMBERS, text_model=_text_model(service))
     seconds["overview"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -157,6 +153,15 @@ def _page(overview, results: list[ProbeResult], probes: ProbeSet, pictures, grou
         overview=overview, histogram=render.histogram_view(overview.years), groups=groups, moderation=moderation,
         parts=render.table_of_contents(results, pictures, probes), totals=totals, k=k,
         generated_at=_now(), full_max_side=FULL_MAX_SIDE)
+
+
+def _text_model(service: SearchService) -> str | None:
+    """"NAME (mean cosine 0.93, ...)" for a prompt text model, with how it aligned at load."""
+    model = getattr(service, "text_model", None)
+    if model is None:
+        return None
+    alignment = getattr(service, "text_alignment", None)
+    return f"{model.model_name} ({alignment})" if alignment is not None else str(model.model_name)
 
 
 def _thresholds(env: dict[str, str] | Any) -> dict[str, float]:

@@ -11,6 +11,7 @@ import pytest
 from review.folder import MARKER
 from scripts.cli import main
 from search_core.search import MAX_K, MAX_PROMPT_CHARS
+from tests.review.page import parse
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -61,7 +62,7 @@ def test_rerun_replaces_the_previous_report(capsys: pytest.CaptureFixture, colle
     ("too long prompt", "line 2: The prompt is too long"),
     ("k zero", f"between 1 and {MAX_K}"),
     ("k too big", f"between 1 and {MAX_K}"),
-    ("text model", "--text-model is not supported yet"),
+    ("missing text model", "Could not load the text model"),
     ("out is a file", "is a file"),
     ("out holds other things", "refusing to replace it"),
     ("missing blocklist", "does not exist"),
@@ -90,8 +91,8 @@ def test_bad_input_is_one_error_line(capsys: pytest.CaptureFixture, monkeypatch:
         extra = ["-k", "0"]
     elif case == "k too big":
         extra = ["-k", str(MAX_K + 1)]
-    elif case == "text model":
-        extra = ["--text-model", "clip-ViT-B-32-multilingual-v1"]
+    elif case == "missing text model":
+        extra = ["--text-model", tmp_path / "no-such-model"]
     elif case == "out is a file":
         out.write_text("notes")
     elif case == "out holds other things":
@@ -115,6 +116,34 @@ def test_bad_input_is_one_error_line(capsys: pytest.CaptureFixture, monkeypatch:
         assert out.read_text() == "notes"
     else:
         assert not out.exists()
+
+
+def test_prompts_in_another_language_through_an_aligned_text_model(
+        capsys: pytest.CaptureFixture, collection_dir: Path, tiny_text_model: Path, tmp_path: Path) -> None:
+    """--text-model encodes the prompts (the overview names it); the hits are that model's search."""
+    from search_core.search import SearchService
+
+    out = tmp_path / "report"
+    texts = ["ein Dampfschiff im Sturm", "une cathédrale"]
+    code, stdout, err = run(capsys, collection_dir, "--out", out, "--prompts", prompts_file(tmp_path, "\n".join(texts)),
+                            "-k", "4", "--text-model", tiny_text_model)
+    assert code == 0 and stdout.strip() == str(out / "index.html"), err
+    page = parse(out / "index.html")
+    assert f"Prompts encoded by {tiny_text_model}" in page.find_id("overview").text
+    service = SearchService.open(collection_dir, device="cpu", text_model=str(tiny_text_model))
+    shown = {a.find_all("span", "q")[0].text: [int(t.attrs["data-row"]) for t in a.find_all("li", "tile")]
+             for a in page.find_all("article", "probe")}
+    for text, vector in zip(texts, service.encode_text(texts)):
+        assert shown[text] == [h.row for h in service.search_vector(vector, k=4).hits]
+
+
+def test_a_misaligned_text_model_is_refused(capsys: pytest.CaptureFixture, collection_dir: Path,
+                                            misaligned_text_model: Path, tmp_path: Path) -> None:
+    code, stdout, err = run(capsys, collection_dir, "--out", tmp_path / "report", "--prompts",
+                            prompts_file(tmp_path), "--text-model", misaligned_text_model)
+    assert code == 1 and stdout == ""
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and "does not encode into" in err
+    assert not (tmp_path / "report").exists()
 
 
 def test_a_real_process_gives_no_traceback(tmp_path: Path) -> None:
