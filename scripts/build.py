@@ -6,7 +6,8 @@ Stages, with files between them so a crash costs little:
    state.json holds a key hashing the arguments that change embeddings, the source's file list
    and the row order, so a re-run with the same key skips the shards already written (whatever
    its --batch-size) and any other key starts the folder afresh;
-3. build and tune the FAISS index;
+3. build and tune the FAISS index; group near-duplicates (scripts/grouping.py) and measure the
+   weak-match scale (scripts/match_scale.py);
 4. write the collection into a temporary folder beside OUT and rename it into place (an
    existing collection is moved aside first and deleted only once the new one is in place), so a
    reader never sees half a collection. A build killed part way through this is tidied up by
@@ -33,8 +34,10 @@ import datasets
 import numpy as np
 
 from scripts.embedding import embed_stream
+from scripts.grouping import DUPLICATE_THRESHOLD, Grouping, check_threshold, find_duplicate_groups
 from scripts.index_choice import resolve_index_spec
 from scripts.indexing import build_index
+from scripts.match_scale import match_scale, probe_vectors
 from scripts.metadata import ImageMetadata, dataset_metadata, year_order
 from scripts.progress import Stage, live_bars, quiet_libraries, stage
 from scripts.sources import Source, open_source, source_signature
@@ -43,7 +46,7 @@ from search_core.encoder import DEFAULT_MODEL, Encoder, resolve_device
 from search_core.errors import BuildError
 from search_core.folders import replace_folder
 from search_core.integrity import file_checksums
-from search_core.layout import IndexInfo, Manifest
+from search_core.layout import DuplicateInfo, IndexInfo, Manifest, MatchScale
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +74,16 @@ class BuildSummary:
     precision: str = "fp32"
     pushed_to: str | None = None
     source_rows: int = 0
+    duplicates: DuplicateInfo | None = None     # near-duplicate groups found
+    grouping_seconds: float = 0.0
+    match_scale: MatchScale | None = None
 
 
 @quiet_libraries()
 def build_collection(source: str, out: Path, *, model: str = DEFAULT_MODEL, batch_size: int | None = None,
                      device: str = "auto", index: str = "auto", precision: str = "auto",
                      push_to_hub: str | None = None, progress: bool = True,
-                     shard_size: int | None = None) -> BuildSummary:
+                     shard_size: int | None = None, duplicate_threshold: float = DUPLICATE_THRESHOLD) -> BuildSummary:
     """Build (or rebuild) the collection at `out` from `source`. Raises BuildError.
 
     progress: live bars on a terminal; otherwise, and with progress=False, one line per stage.
@@ -86,6 +92,7 @@ def build_collection(source: str, out: Path, *, model: str = DEFAULT_MODEL, batc
     live = live_bars(progress)
     if batch_size is not None and batch_size < 1:
         raise BuildError("--batch-size must be at least 1.")
+    duplicate_threshold = check_threshold(duplicate_threshold)
     out = Path(out).expanduser().absolute()
     _clean_leftovers(out)
     _check_out(out)
@@ -122,13 +129,19 @@ def build_collection(source: str, out: Path, *, model: str = DEFAULT_MODEL, batc
         faiss_index, info = build_index(vectors, spec)
         indexing.advance(len(vectors))
         indexing.note = info.spec if info.recall_at_10 is None else f"{info.spec}, recall@10 {info.recall_at_10:.3f}"
+    with stage("group", "vector", live=live, total=len(vectors)) as grouping_stage:
+        grouping = find_duplicate_groups(vectors, faiss_index, duplicate_threshold)
+        scale = match_scale(vectors, probe_vectors(encoder))
+        grouping_stage.advance(len(vectors))
+        grouping_stage.note = f"{grouping.info.grouped_rows} near-duplicates"
 
     rows = [order[p] for p in positions]
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     try:
         with stage("write", "image", live=live, total=len(rows)) as writing:
             _write_collection(tmp, src, [meta[r] for r in rows], rows, vectors, faiss_index, info,
-                              skipped, encoder=encoder, model=model, precision=precision, stage=writing)
+                              skipped, encoder=encoder, model=model, precision=precision, stage=writing,
+                              grouping=grouping, scale=scale)
             replace_folder(tmp, out)
     finally:
         if tmp.exists():
@@ -146,7 +159,8 @@ def build_collection(source: str, out: Path, *, model: str = DEFAULT_MODEL, batc
         out=out, rows=len(rows), skipped=skipped, seconds=time.perf_counter() - started,
         images_per_second=embedded / embed_seconds if embedded and embed_seconds > 0 else 0.0,
         index=info, embedded=embedded, resumed=resumed, device=device, precision=precision,
-        pushed_to=pushed, source_rows=len(order),
+        pushed_to=pushed, source_rows=len(order), duplicates=grouping.info, grouping_seconds=grouping.seconds,
+        match_scale=scale,
     )
 
 
@@ -338,7 +352,8 @@ def _gather(work: Path, n_shards: int) -> tuple[list[int], np.ndarray, list[tupl
 
 def _write_collection(tmp: Path, src: Source, meta: list[ImageMetadata], rows: list[int], vectors: np.ndarray,
                       faiss_index: Any, info: IndexInfo, skipped: list[tuple[str, str]], *,
-                      encoder: Encoder, model: str, precision: str, stage: Stage) -> None:
+                      encoder: Encoder, model: str, precision: str, stage: Stage, grouping: Grouping,
+                      scale: MatchScale | None) -> None:
     import faiss
 
     if tmp.exists():
@@ -347,6 +362,7 @@ def _write_collection(tmp: Path, src: Source, meta: list[ImageMetadata], rows: l
     _write_dataset(tmp, src, meta, rows, on_rows=stage.advance)
     np.save(tmp / layout.EMBEDDINGS, vectors)
     faiss.write_index(faiss_index, str(tmp / layout.INDEX))
+    np.save(tmp / layout.GROUPS, grouping.group_of)
     with open(tmp / layout.SKIPPED, "w", encoding="utf-8") as f:
         f.writelines(json.dumps({"file": name, "reason": reason}) + "\n" for name, reason in skipped)
     probe = encoder.encode_text([layout.MODEL_PROBE_TEXT])[0]
@@ -355,7 +371,7 @@ def _write_collection(tmp: Path, src: Source, meta: list[ImageMetadata], rows: l
         metric="ip", rows=len(rows), index=info, source=src.description,
         built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         model_probe=[float(x) for x in probe], precision=precision, skipped=len(skipped),
-        checksums=file_checksums(tmp),
+        checksums=file_checksums(tmp), duplicates=grouping.info, match_scale=scale,
     )
     manifest.write(tmp)
 

@@ -11,6 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
+from scripts.grouping import DUPLICATE_THRESHOLD
 from scripts.index_choice import INDEX_NAMES
 from search_core.encoder import DEFAULT_MODEL, quiet_model_loading
 from search_core.errors import ImageSearchError
@@ -45,6 +46,9 @@ def add_build_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                              "it has native bf16, else int8)")
     parser.add_argument("--push-to-hub", default=None, metavar="REPO",
                         help="also push the collection with embeddings to this private Hub dataset")
+    parser.add_argument("--duplicate-threshold", type=float, default=DUPLICATE_THRESHOLD, metavar="COSINE",
+                        help="images at or above this cosine are grouped as near-identical, and search shows "
+                             f"one per group (default {DUPLICATE_THRESHOLD}; 1 groups only identical images)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     parser.set_defaults(func=run_build)
     return parser
@@ -60,7 +64,7 @@ def run_build(args: argparse.Namespace) -> int:
         summary = build_collection(
             args.source, args.out, model=args.model, batch_size=args.batch_size, device=args.device,
             index=args.index, precision=args.precision, push_to_hub=args.push_to_hub,
-            progress=args.progress,
+            progress=args.progress, duplicate_threshold=args.duplicate_threshold,
         )
     except ImageSearchError as exc:
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)
@@ -87,6 +91,7 @@ def format_summary(summary) -> str:
         params = ", ".join(f"{k}={v}" for k, v in index.params.items()) or "defaults"
         lines.append(f"Index: {index.spec} ({params}), measured recall@10 {index.recall_at_10:.3f} "
                      "against exact search.")
+    lines += _grouping_lines(summary)
     if summary.skipped:
         lines.append(f"Skipped {len(summary.skipped)} file(s) (listed in skipped.jsonl):")
         lines += [f"  {name}: {reason}" for name, reason in summary.skipped[:SKIPPED_SHOWN]]
@@ -97,6 +102,24 @@ def format_summary(summary) -> str:
     if summary.pushed_to:
         lines.append(f"Pushed to the Hub dataset {summary.pushed_to} (private).")
     return "\n".join(lines)
+
+
+def _grouping_lines(summary) -> list[str]:
+    """Near-duplicate groups and the weak-match cut, when the build measured them."""
+    lines = []
+    dups = summary.duplicates
+    if dups is not None:
+        if dups.grouped_rows:
+            lines.append(f"Near-duplicates (cosine >= {dups.threshold:g}): {dups.grouped_rows} images in "
+                         f"{dups.grouped_rows - (summary.rows - dups.groups)} groups, the largest {dups.largest}; "
+                         f"search shows one per group ({summary.grouping_seconds:.1f} s).")
+        else:
+            lines.append(f"Near-duplicates (cosine >= {dups.threshold:g}): none.")
+    scale = summary.match_scale
+    if scale is not None:
+        lines.append(f"Weak match: a text query whose best hit scores below {scale.weak_below:.3f} (the "
+                     f"{scale.weak_percentile}th percentile of {scale.probes} probe prompts' best scores).")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,6 +49,11 @@ def add_search_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="where the model runs (default auto)")
     add_research_options(parser)
+    parser.add_argument("--no-collapse", dest="collapse", action="store_false",
+                        help="list near-identical images one by one instead of one hit per group")
+    parser.add_argument("--expand", type=int, default=None, metavar="ROW",
+                        help="list the near-identical images grouped with row ROW (a hit's row in --json, "
+                             "or the hint under the table), ranked by PROMPT/--image if given")
     parser.set_defaults(func=run_search)
     return parser
 
@@ -94,7 +99,9 @@ def _search(args: argparse.Namespace) -> None:
     prompt = check_prompt(args.prompt)
     image = load_query_image(_read(args.image, "image")) if args.image is not None else None
     listing = prompt is None and image is None and not (args.add or args.subtract)   # --book alone
-    if listing and args.book is None:
+    if args.expand is not None and (args.book is not None or args.order != ORDER_RELEVANCE):
+        raise QueryError("--expand lists one group of near-identical images; it takes no --book or --order.")
+    if listing and args.book is None and args.expand is None:
         raise QueryError("Give a PROMPT, an --image, or both (or a --book to list).")
     if listing and args.order != ORDER_RELEVANCE:
         raise QueryError("--order year sorts search results: give a PROMPT or an --image with --book.")
@@ -103,25 +110,32 @@ def _search(args: argparse.Namespace) -> None:
     service = SearchService.open(args.collection, hidden_files=hidden, load_model=False)
     if args.book is not None:
         service.books.rows(args.book)          # an unknown book fails here, before the model loads
-    if expression is None:
-        page = service.book_page(args.book, k=args.k, offset=args.offset, year_from=args.year_from,
-                                 year_to=args.year_to)
-    else:
+    vector = None
+    if expression is not None:
         quiet_model_loading()
         service.load_models(args.model, device=args.device, text_model=args.text_model)
         if expression.is_arithmetic:
             print(f"query: {expression}" + (" + the image" if image is not None else ""), file=sys.stderr)
         vector = encode_expression(service, expression, image).vector
+    if args.expand is not None:
+        page = service.expand_group(args.expand, vector, k=args.k, offset=args.offset, year_from=args.year_from,
+                                    year_to=args.year_to)
+    elif vector is None:
+        page = service.book_page(args.book, k=args.k, offset=args.offset, year_from=args.year_from,
+                                 year_to=args.year_to)
+    else:
         page = service.search_page(vector, k=args.k, offset=args.offset, order=args.order, book_id=args.book,
-                                   year_from=args.year_from, year_to=args.year_to)
+                                   year_from=args.year_from, year_to=args.year_to, collapse=args.collapse,
+                                   text_query=image is None)
     if args.sheet is not None:
         _save_sheet(service, page, args.sheet)
     if args.json:
         print(json.dumps({"offset": page.offset, "k": page.k, "total_eligible": page.total_eligible,
                           "has_next": page.has_next, "order": page.order, "order_note": describe_order(page),
+                          "collapsed": page.collapsed, "weak_match": page.weak_match,
                           "hits": [_hit_json(h) for h in page.hits]}, indent=2))
     else:
-        print(format_table(page))
+        print(format_table(page, service.collection.manifest.match_scale))
 
 
 def _hit_json(hit) -> dict:
@@ -132,21 +146,33 @@ def _hit_json(hit) -> dict:
     return out
 
 
-def format_table(page) -> str:
-    """Rank, score, year, file name, title; one hit per line, then a paging hint."""
+def format_table(page, scale=None) -> str:
+    """Rank, score, year, file name, [copies], [match], title; one hit per line, then a paging
+    hint, the rows to --expand, and the weak-match verdict (`scale`: the manifest's MatchScale)."""
     if not page.hits:
         return "No results."
     width = max(len("file"), *(len(h.file_name) for h in page.hits))   # never cut: it identifies the image
-    lines = [f"{'rank':>4}  {'score':>6}  {'year':>4}  {'file':<{width}}  title"]
+    copies = any(h.group_size > 1 for h in page.hits)
+    judged = page.weak_match is not None
+    lines = [f"{'rank':>4}  {'score':>6}  {'year':>4}  {'file':<{width}}  " + ("copies  " if copies else "")
+             + ("match  " if judged else "") + "title"]
     for h in page.hits:
         year = str(h.year) if h.year is not None else "?"
         score = "-" if math.isnan(h.score) else f"{h.score:.3f}"
         lines.append(f"{h.rank:>4}  {score:>6}  {year:>4}  {h.file_name:<{width}}  "
-                     f"{_cut(h.title or '', TITLE_WIDTH)}")
+                     + (f"{h.group_size if h.group_size > 1 else '':>6}  " if copies else "")
+                     + (f"{'weak' if h.weak else '':<5}  " if judged else "")
+                     + _cut(h.title or "", TITLE_WIDTH))
     shown = f"{page.offset + 1}-{page.offset + len(page.hits)} of {page.total_eligible}"
     order = describe_order(page)
     hint = f"; next page: --offset {page.offset + len(page.hits)}" if page.has_next else ""
     lines.append(f"({shown}{', ' + order if order else ''}{hint})")
+    if copies:
+        lines.append("near-identical: " + ", ".join(f"hit {h.rank} stands for {h.group_size} images "
+                                                    f"(--expand {h.row})" for h in page.hits if h.group_size > 1))
+    if page.weak_match and scale is not None:
+        lines.append(f"weak match: the best hit scores below {scale.weak_below:.3f}, lower than the best hit of "
+                     f"{100 - scale.weak_percentile}% of everyday prompts; this collection may hold nothing like it.")
     return "\n".join(lines)
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from search_core import layout
+from search_core.collapse import DuplicateGroups, check_group_ids
 from search_core.errors import CollectionError, ImageUnavailable, QueryError
 from search_core.layout import Manifest
 
@@ -72,6 +73,7 @@ class Collection:
     dataset: Any               # datasets.Dataset, memory-mapped Arrow
     embeddings: np.ndarray     # [rows, dim], memory-mapped
     index: Any                 # faiss.Index, ids are row numbers
+    groups: DuplicateGroups | None = None   # near-duplicate groups; None: every row its own group
     _years: np.ndarray | None = field(default=None, repr=False)
     _known_years: int = field(default=0, repr=False)
     _metadata_view: Any = field(default=None, repr=False)
@@ -96,7 +98,9 @@ class Collection:
         dataset = _read_dataset(path, manifest)
         embeddings = _read_embeddings(path, manifest)
         index = _read_faiss_index(path, manifest)
-        collection = cls(path=path, manifest=manifest, dataset=dataset, embeddings=embeddings, index=index)
+        groups = _read_groups(path, manifest)
+        collection = cls(path=path, manifest=manifest, dataset=dataset, embeddings=embeddings, index=index,
+                         groups=groups)
         collection._load_years()
         log.info("opened collection %s: %d rows, index %s", path, manifest.rows, manifest.index.spec)
         return collection
@@ -322,3 +326,20 @@ def _read_faiss_index(path: Path, manifest: Manifest) -> Any:
                               f"says {manifest.embedding_dim}.")
     apply_index_params(index, manifest.index.params)
     return index
+
+
+def _read_groups(path: Path, manifest: Manifest) -> DuplicateGroups | None:
+    """The near-duplicate groups, or None for a collection built before grouping existed."""
+    file = path / layout.GROUPS
+    if manifest.duplicates is None:
+        return None
+    if not file.is_file():
+        raise CollectionError(f"The collection at {path} is incomplete: {layout.GROUPS} is missing.")
+    try:
+        group_of = np.load(file, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise CollectionError(f"{layout.GROUPS} in {path} is corrupt: {exc}") from exc
+    problem = check_group_ids(group_of, manifest.rows)
+    if problem is not None:
+        raise CollectionError(f"{layout.GROUPS} in {path} {problem}; rebuild the collection.")
+    return DuplicateGroups(group_of)

@@ -9,6 +9,8 @@ collection/
   embeddings.npy  float32 [rows, dim], L2-normalised; row i is dataset row i
   index.faiss     FAISS index, metric inner product, ids are dataset row numbers
   skipped.jsonl   one {"file": ..., "reason": ...} per source file that was not embedded
+  groups.npy      int32 [rows]: near-duplicate group of each row, the group's smallest row
+                  (optional: a collection without it has every row in a group of its own)
 ```
 
 ``manifest.json`` lists the sha256 of every other file (``checksums``, keyed by the path inside
@@ -37,6 +39,7 @@ DATASET_DIR = "dataset"
 EMBEDDINGS = "embeddings.npy"
 INDEX = "index.faiss"
 SKIPPED = "skipped.jsonl"
+GROUPS = "groups.npy"
 
 # Encoded at build time and stored in the manifest: at open, the same text encoded by the
 # model in use must give (nearly) the same vector, which catches a different model even when
@@ -57,6 +60,30 @@ class IndexInfo:
 
 
 @dataclass(frozen=True)
+class DuplicateInfo:
+    """How the build grouped near-duplicates (scripts/grouping.py) and what it found."""
+
+    threshold: float           # cosine at or above which two rows are near-identical
+    groups: int                # distinct groups, singletons included
+    grouped_rows: int          # rows that have at least one near-identical row
+    largest: int               # rows in the largest group
+
+
+@dataclass(frozen=True)
+class MatchScale:
+    """How strong a best hit usually is: best scores of the shipped probe prompts (search_core/probes.py).
+
+    A text query whose best hit scores below ``weak_below`` (the ``weak_percentile``-th percentile of
+    these) is marked a weak match (search_core/weak_match.py).
+    """
+
+    probes: int                          # prompts encoded
+    percentiles: dict[str, float]        # "5", "10", "25", "50", "75", "90", "95" -> best score
+    weak_percentile: int
+    weak_below: float
+
+
+@dataclass(frozen=True)
 class Manifest:
     format_version: int
     model: str                 # name or path the collection was embedded with
@@ -70,6 +97,8 @@ class Manifest:
     precision: str = "fp32"    # how the images were embedded (fp32, bf16, fp16, int8)
     skipped: int = 0
     checksums: dict[str, str] = field(default_factory=dict)  # file name -> sha256 hex
+    duplicates: DuplicateInfo | None = None    # None: built before grouping existed (no groups.npy)
+    match_scale: MatchScale | None = None      # None: no weak-match marking
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -78,6 +107,10 @@ class Manifest:
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
         data = dict(data)
         data["index"] = IndexInfo(**data["index"])
+        if data.get("duplicates") is not None:
+            data["duplicates"] = DuplicateInfo(**data["duplicates"])
+        if data.get("match_scale") is not None:
+            data["match_scale"] = MatchScale(**data["match_scale"])
         return cls(**data)
 
     def write(self, folder: Path) -> None:

@@ -4,6 +4,10 @@ Filters (year range, hidden rows, excluded rows) are FAISS id selectors passed w
 never over-fetching and dropping: a narrow filter still returns k hits. An approximate index
 (IVF, HNSW) can come back short under a narrow filter; then the eligible rows are searched
 exactly from the embeddings, so the promise holds for every index type.
+
+Near-duplicates (search_core/collapse.py) are collapsed by default: a hit is the best row of its
+group and counts the rows it stands for; `expand_group` lists them. Text queries are judged
+against the collection's weak-match scale (search_core/weak_match.py).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from search_core.books import BookIndex, score_rows
+from search_core.collapse import DuplicateGroups, top_groups
 from search_core.collection import Collection, check_year_range
 from search_core.errors import ModelMismatchError, QueryError
 from search_core.images import to_rgb
@@ -27,6 +32,7 @@ from search_core.layout import MODEL_PROBE_MIN_COSINE, MODEL_PROBE_TEXT
 from search_core.ordering import ORDER_BOOK, ORDER_RELEVANCE, ORDER_YEAR, check_order, year_ordered
 from search_core.rerank import candidate_count, is_exact, rerank
 from search_core.text_model import Alignment, TextModel
+from search_core.weak_match import is_weak
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +59,11 @@ MIN_FILTERED_NPROBE = 16
 
 @dataclass(frozen=True)
 class Hit:
-    """One result. rank is 1-based across pages; metadata fields are None where unknown."""
+    """One result. rank is 1-based across pages; metadata fields are None where unknown.
+
+    group_size: how many near-identical eligible images this hit stands for, itself included (1:
+    none, or collapse off). weak: whether its score is below the weak-match cut (None: not judged).
+    """
 
     rank: int
     row: int
@@ -65,6 +75,8 @@ class Hit:
     volume: int | None = None
     page: int | None = None
     image_number: int | None = None
+    group_size: int = 1
+    weak: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -72,7 +84,9 @@ class SearchPage:
     """One page of hits: ranks offset+1 .. offset+len(hits) of total_eligible rows.
 
     ``order`` is how they are ordered (search_core.ordering): "relevance", "year", or "book"
-    (page order, no scores: each hit's score is NaN).
+    (page order, no scores: each hit's score is NaN). ``collapsed``: hits are near-duplicate groups,
+    and offset and total_eligible count groups. ``weak_match``: whether the query's best hit is
+    weak (None: not judged).
     """
 
     hits: list[Hit]
@@ -80,6 +94,8 @@ class SearchPage:
     k: int
     total_eligible: int
     order: str = ORDER_RELEVANCE
+    collapsed: bool = False
+    weak_match: bool | None = None
 
     @property
     def has_next(self) -> bool:
@@ -181,45 +197,85 @@ class SearchService:
         return (self.text_model or self._encoder()).encode_text(list(texts))
 
     def search(self, text: str | None = None, image: Image.Image | None = None, k: int = 9, offset: int = 0,
-               year_from: int | None = None, year_to: int | None = None) -> SearchPage:
-        """Search by prompt, image, or both."""
+               year_from: int | None = None, year_to: int | None = None, collapse: bool = True) -> SearchPage:
+        """Search by prompt, image, or both; a prompt alone is judged for a weak match."""
         check_page(k, offset, year_from, year_to)
         vector = self.encode_query(text=text, image=image)
-        return self.search_vector(vector, k=k, offset=offset, year_from=year_from, year_to=year_to)
+        return self.search_vector(vector, k=k, offset=offset, year_from=year_from, year_to=year_to,
+                                  collapse=collapse, text_query=image is None)
 
     def more_like_this(self, row: int, k: int = 9, offset: int = 0, year_from: int | None = None,
-                       year_to: int | None = None) -> SearchPage:
-        """Images like a row of the collection, by its stored embedding; the row itself is left out."""
+                       year_to: int | None = None, collapse: bool = True) -> SearchPage:
+        """Images like a row of the collection, by its stored embedding; the row itself is left out,
+        and when collapsing its near-identical rows too (they are its group, see `expand_group`)."""
         row = self.collection.check_row(row)
         if self._is_hidden(row):
             raise QueryError("That image is not available.")
         vector = _unit(np.asarray(self.collection.embeddings[row], dtype=np.float32), "That image has no embedding.")
+        groups = self._groups(collapse)
+        exclude = groups.members(groups.group_of[row]) if groups is not None else (row,)
         return self.search_vector(vector, k=k, offset=offset, year_from=year_from, year_to=year_to,
-                                  exclude_rows=(row,))
+                                  exclude_rows=exclude, collapse=collapse)
+
+    def expand_group(self, row: int, vector: np.ndarray | None = None, k: int = 9, offset: int = 0,
+                     year_from: int | None = None, year_to: int | None = None) -> SearchPage:
+        """The near-identical images grouped with `row` (it included), ranked by `vector`, or by
+        likeness to `row` itself when no vector is given. Filters and hidden rows apply."""
+        check_page(k, offset, year_from, year_to)
+        row = self.collection.check_row(row)
+        if self._is_hidden(row):
+            raise QueryError("That image is not available.")
+        query = (self._as_query(vector)[0] if vector is not None else
+                 _unit(np.asarray(self.collection.embeddings[row], dtype=np.float32), "That image has no embedding."))
+        start, stop = self.collection.year_row_range(year_from, year_to)
+        blocked = self._blocked_rows(start, stop, ())
+        groups = self.collection.groups
+        if groups is None:
+            members = np.array([row], dtype=np.int64)
+            members = members[(members >= start) & (members < stop)]
+        else:
+            members = groups.eligible_members(int(groups.group_of[row]), start, stop, blocked)
+        scores = np.asarray(self.collection.embeddings[members], dtype=np.float32) @ query
+        order = np.lexsort((members, -scores))
+        end = min(offset + k, members.size)
+        hits = self._hits(scores[order][offset:end], members[order][offset:end], first_rank=offset + 1)
+        return SearchPage(hits=hits, offset=offset, k=k, total_eligible=int(members.size))
 
     def search_vector(self, vector: np.ndarray, k: int = 9, offset: int = 0, year_from: int | None = None,
-                      year_to: int | None = None, exclude_rows: Iterable[int] = ()) -> SearchPage:
-        """The core search: filters applied inside FAISS, exact fallback when it comes back short."""
+                      year_to: int | None = None, exclude_rows: Iterable[int] = (), collapse: bool = True,
+                      text_query: bool = False) -> SearchPage:
+        """The core search: filters applied inside FAISS, exact fallback when it comes back short.
+
+        collapse: one hit per near-duplicate group (when the collection has groups), and offset,
+        k and total_eligible count groups. text_query: the vector is a prompt's alone, so the
+        best hit is judged against the weak-match scale.
+        """
         check_page(k, offset, year_from, year_to)
         query = self._as_query(vector)
         start, stop = self.collection.year_row_range(year_from, year_to)
         blocked = self._blocked_rows(start, stop, exclude_rows)
-        total = (stop - start) - blocked.size
+        groups = self._groups(collapse)
+        total = (stop - start) - blocked.size if groups is None else groups.count(start, stop, blocked)
         wanted = min(offset + k, total)
         if wanted <= offset:
-            return SearchPage(hits=[], offset=offset, k=k, total_eligible=max(total, 0))
+            return SearchPage(hits=[], offset=offset, k=k, total_eligible=max(total, 0),
+                              collapsed=groups is not None)
 
-        narrowed = stop - start < self.collection.rows
-        if narrowed and stop - start <= EXACT_SEARCH_MAX_ROWS and not self._exact_index:
-            scores, rows = self._exact_search(query[0], wanted, start, stop, blocked)
+        def search_rows(n: int, excluded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return self._top_rows(query, n, start, stop, excluded)
+
+        if groups is None:
+            scores, rows = search_rows(wanted, blocked)
+            sizes = None
         else:
-            scores, rows = self._faiss_search(query, wanted, start, stop, blocked)
-        if rows.size < wanted:
-            log.info("index returned %d of %d eligible hits; searching the %d eligible rows exactly",
-                     rows.size, wanted, total)
-            scores, rows = self._exact_search(query[0], wanted, start, stop, blocked)
-        hits = self._hits(scores[offset:wanted], rows[offset:wanted], first_rank=offset + 1)
-        return SearchPage(hits=hits, offset=offset, k=k, total_eligible=total)
+            scores, rows = top_groups(search_rows, wanted, groups, start, stop, blocked)
+            sizes = groups.eligible_sizes(rows[offset:wanted], start, stop, blocked)
+        scale = self.collection.manifest.match_scale if text_query else None
+        hits = self._hits(scores[offset:wanted], rows[offset:wanted], first_rank=offset + 1,
+                          sizes=sizes, scale=scale)
+        weak = is_weak(float(scores[0]), scale) if scores.size else None
+        return SearchPage(hits=hits, offset=offset, k=k, total_eligible=total, collapsed=groups is not None,
+                          weak_match=weak)
 
     # --- books and result order (issue #10; the logic is in search_core.books and .ordering) --
 
@@ -235,8 +291,10 @@ class SearchService:
 
     def search_page(self, vector: np.ndarray, k: int = 9, offset: int = 0, *, order: str = ORDER_RELEVANCE,
                     book_id: str | None = None, year_from: int | None = None, year_to: int | None = None,
-                    exclude_rows: Iterable[int] = ()) -> SearchPage:
-        """search_vector with a result order ("relevance" or "year") and an optional book filter."""
+                    exclude_rows: Iterable[int] = (), collapse: bool = True, text_query: bool = False) -> SearchPage:
+        """search_vector with a result order ("relevance" or "year") and an optional book filter.
+
+        Within one book every illustration is listed on its own (no near-duplicate collapse)."""
         check_page(k, offset, year_from, year_to)
         check_order(order)
         if book_id is not None:
@@ -247,7 +305,7 @@ class SearchService:
         else:
             def relevance(n: int, skip: int) -> SearchPage:
                 return self.search_vector(vector, k=n, offset=skip, year_from=year_from, year_to=year_to,
-                                          exclude_rows=exclude_rows)
+                                          exclude_rows=exclude_rows, collapse=collapse, text_query=text_query)
         if order == ORDER_RELEVANCE:
             return relevance(k, offset)
         hits, total = year_ordered(relevance, k, offset, chunk=MAX_K)
@@ -282,6 +340,25 @@ class SearchService:
         if not np.isfinite(query).all():
             raise QueryError("The query vector holds NaN or infinite values.")
         return query
+
+    def _groups(self, collapse: bool) -> DuplicateGroups | None:
+        groups = self.collection.groups
+        return groups if collapse and groups is not None and groups.has_duplicates else None
+
+    def _top_rows(self, query: np.ndarray, n: int, start: int, stop: int,
+                  blocked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The n best rows in [start, stop) not in `blocked`: through the index, or exactly for a
+        narrow range on an approximate index, or exactly when the index comes back short."""
+        narrowed = stop - start < self.collection.rows
+        if narrowed and stop - start <= EXACT_SEARCH_MAX_ROWS and not self._exact_index:
+            scores, rows = self._exact_search(query[0], n, start, stop, blocked)
+        else:
+            scores, rows = self._faiss_search(query, n, start, stop, blocked)
+        if rows.size < n:
+            log.info("index returned %d of %d eligible hits; searching the %d eligible rows exactly",
+                     rows.size, n, (stop - start) - blocked.size)
+            scores, rows = self._exact_search(query[0], n, start, stop, blocked)
+        return scores, rows
 
     def _is_hidden(self, row: int) -> bool:
         i = np.searchsorted(self.hidden_rows, row)
@@ -377,13 +454,16 @@ class SearchService:
         order = np.lexsort((best_rows, -best_scores))[:n]   # by score, ties by row: stable pages
         return best_scores[order], best_rows[order]
 
-    def _hits(self, scores: np.ndarray, rows: np.ndarray, first_rank: int) -> list[Hit]:
+    def _hits(self, scores: np.ndarray, rows: np.ndarray, first_rank: int, sizes: list[int] | None = None,
+              scale: Any = None) -> list[Hit]:
         metadata = self.collection.metadata_rows(rows.tolist())
-        return [_hit(first_rank + i, int(row), float(score), meta)
-                for i, (row, score, meta) in enumerate(zip(rows, scores, metadata))]
+        sizes = sizes if sizes is not None else [1] * len(metadata)
+        return [_hit(first_rank + i, int(row), float(score), meta, group_size=size, weak=is_weak(float(score), scale))
+                for i, (row, score, meta, size) in enumerate(zip(rows, scores, metadata, sizes))]
 
 
-def _hit(rank: int, row: int, score: float, meta: dict[str, Any]) -> Hit:
+def _hit(rank: int, row: int, score: float, meta: dict[str, Any], group_size: int = 1,
+         weak: bool | None = None) -> Hit:
     def opt(name: str, kind: type) -> Any:
         value = meta.get(name)
         if value is None:
@@ -395,7 +475,8 @@ def _hit(rank: int, row: int, score: float, meta: dict[str, Any]) -> Hit:
 
     return Hit(rank=rank, row=row, score=score, file_name=str(meta.get("file_name") or ""),
                title=opt("title", str), year=opt("year", int), book_id=opt("book_id", str),
-               volume=opt("volume", int), page=opt("page", int), image_number=opt("image_number", int))
+               volume=opt("volume", int), page=opt("page", int), image_number=opt("image_number", int),
+               group_size=group_size, weak=weak)
 
 
 def combine_query_vectors(text_vector: np.ndarray | None, image_vector: np.ndarray | None) -> np.ndarray:

@@ -17,6 +17,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from tests.fixtures.images import SampleImage, make_imagefolder
+from tests.fixtures.near_duplicates import make_copies_folder
 from tests.fixtures.tiny_clip import build_tiny_clip
 
 
@@ -82,3 +83,21 @@ def misaligned_text_model(tmp_path_factory: pytest.TempPathFactory, tiny_clip: P
     from tests.fixtures.tiny_text_model import build_tiny_text_model
 
     return build_tiny_text_model(tmp_path_factory.mktemp("misaligned_text_model"), tiny_clip, fit=False)
+
+
+@pytest.fixture(scope="session")
+def copies_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 distinct JPEGs, 3 of them also as 4 re-encoded or rescaled copies each (24 files)."""
+    root = tmp_path_factory.mktemp("copies")
+    make_copies_folder(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def copies_collection(tmp_path_factory: pytest.TempPathFactory, tiny_clip: Path, copies_folder: Path) -> Path:
+    """A collection built from copies_folder with the tiny CLIP: 3 groups of 5; treat as read-only."""
+    from scripts.build import build_collection
+
+    out = tmp_path_factory.mktemp("collections") / "copies"
+    build_collection(str(copies_folder), out, model=str(tiny_clip), device="cpu", progress=False)
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -112,3 +113,62 @@ def test_python_m_search_core_missing_collection(tmp_path: Path) -> None:
                           check=False, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: No collection at") and "Traceback" not in proc.stderr
+
+
+# --- near-duplicates: collapse, --no-collapse, --expand (collection with 3 groups of 5 copies) -----
+
+def test_copies_collapse_into_one_hit_with_a_count(capsys: pytest.CaptureFixture, copies_collection: Path) -> None:
+    """Searching with a copy lists its group once, standing for 5 images, then the 11 other pictures;
+    --no-collapse lists the 5 copies one by one. Totals count groups, then rows."""
+    code, out, err = run(capsys, copies_collection, "--image", _a_copy(copies_collection), "-k", "20", "--json")
+    assert code == 0, err
+    page = json.loads(out)
+    assert page["collapsed"] and page["total_eligible"] == 12 and len(page["hits"]) == 12
+    assert page["hits"][0]["group_size"] == 5 and sorted(h["group_size"] for h in page["hits"])[-3:] == [5, 5, 5]
+    code, out, err = run(capsys, copies_collection, "--image", _a_copy(copies_collection), "-k", "5",
+                         "--no-collapse", "--json")
+    page = json.loads(out)
+    assert not page["collapsed"] and page["total_eligible"] == 24
+    assert {int(h["file_name"].split("_")[2]) for h in page["hits"]} == {2}   # the page number is the picture
+
+
+def test_table_shows_copies_and_how_to_expand(capsys: pytest.CaptureFixture, copies_collection: Path) -> None:
+    code, out, err = run(capsys, copies_collection, "--image", _a_copy(copies_collection), "-k", "3")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "copies" in lines[0].split()
+    assert re.search(r"\.jpg\s+5\s", lines[1])
+    assert lines[-1].startswith("near-identical: hit 1 stands for 5 images (--expand ")
+
+
+def test_expand_lists_the_group(capsys: pytest.CaptureFixture, copies_collection: Path) -> None:
+    """--expand ROW (from the hint) lists the five copies, paged, without a query or ranked by one."""
+    code, out, _ = run(capsys, copies_collection, "--image", _a_copy(copies_collection), "-k", "1", "--json")
+    row = json.loads(out)["hits"][0]["row"]
+    code, out, err = run(capsys, copies_collection, "--expand", row, "-k", "3", "--json")
+    assert code == 0, err
+    first = json.loads(out)
+    code, out, err = run(capsys, copies_collection, "--expand", row, "-k", "3", "--offset", "3", "--json")
+    second = json.loads(out)
+    rows = [h["row"] for h in first["hits"] + second["hits"]]
+    assert first["total_eligible"] == 5 and len(set(rows)) == 5 and rows[0] == row
+    assert all(h["group_size"] == 1 for h in first["hits"]) and not second["has_next"]
+    code, out, err = run(capsys, copies_collection, "a ship", "--expand", row, "-k", "9", "--json")
+    assert code == 0, err
+    assert sorted(h["row"] for h in json.loads(out)["hits"]) == sorted(rows)
+
+
+@pytest.mark.parametrize("row", ["24", "-1"])
+def test_expand_a_row_that_does_not_exist(capsys: pytest.CaptureFixture, copies_collection: Path, row: str) -> None:
+    code, out, err = run(capsys, copies_collection, "--expand", row)
+    assert code == 1 and out == "" and err.startswith("error: There is no image number")
+
+
+def _a_copy(collection: Path) -> Path:
+    """A query image outside the collection: picture 2 at JPEG quality 30 (not one of its stored copies)."""
+    from tests.fixtures.near_duplicates import near_duplicates, original
+
+    path = collection.parent / "query-copy.jpg"
+    if not path.exists():
+        near_duplicates(original("shapes", 702, (160, 120)), ("jpeg30",))["jpeg30"].save(path, "JPEG")
+    return path
