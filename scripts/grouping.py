@@ -1,17 +1,24 @@
 """Near-duplicate groups for `imagesearch build`: rows whose cosine reaches a threshold, transitively.
 
-How, without an O(n²) pass: every row asks the collection's own FAISS index for its NEIGHBOURS
-nearest rows (in batches, on every core, at a search setting lighter than the tuned one: a row's
-near-duplicates are its very nearest neighbours); pairs whose index score comes within the index's
-own score error of the threshold are re-scored exactly from the vectors; the pairs at or above the
+How, without an O(n²) pass: the rows are split into cells of a few hundred to a thousand nearby
+rows, the IVF index's own inverted lists when the collection has one (free: the index already
+assigned every row), else a k-means partition made here with FAISS (about sqrt(n) cells); within
+each cell every pair is scored exactly, one matrix product per cell; the pairs at or above the
 threshold are joined into connected components (scipy's, the union-find result). A group's id is
-its smallest row (search_core/collapse.py reads it). Cost at 1M rows against the build: BENCHMARKS.md.
+its smallest row (search_core/collapse.py reads it).
+
+Why cells and not a k-nearest-neighbour search of every row through the index: at 100k hard-ish
+rows that search cost 3.9 CPU-seconds through IVF1264,SQ8 at nprobe 1-2 (mostly the coarse
+quantizer) and 14.6 through HNSW32,SQ8 at efSearch 17, and grows ~10x at 1M: more than the HNSW
+build itself, where matrix products per cell cost about as many FLOPs as an nprobe-1 search with
+the quantizer step already done. A near-duplicate pair split across two cells is missed and its
+group shows twice; benchmarks/bench_duplicates.py counts how often (BENCHMARKS.md).
 
 The threshold: DUPLICATE_THRESHOLD = 0.95, measured by benchmarks/bench_duplicates.py on generated
 copies (re-encoded at JPEG quality 95-30, rescaled 0.5-1.5x, cropped 4-8%, shifted 3-6%):
 - with the tiny test CLIP, re-encoded and rescaled copies scored 0.95-1.0 against their original
-  (one JPEG-30 copy in 40 fell to 0.953) and distinct pictures at most 0.91; its 32-pixel, 4x4-patch
-  input is not shift-invariant, so cropped and shifted copies scored anywhere from 0.1 to 0.96;
+  (one JPEG-30 copy in 40 fell to 0.953) and distinct pictures at most 0.91-0.94; its 32-pixel,
+  4x4-patch input is not shift-invariant, so cropped and shifted copies scored 0.1 to 0.96;
 - with the real ViT-B/32 configuration but random weights every image lands in one narrow cone
   (distinct pictures 0.86-0.9995), so random weights cannot place a threshold at all.
 0.95 is also the usual starting point for trained CLIP (openai/CLIP#260). Real weights must be
@@ -26,30 +33,37 @@ chain shows.
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import faiss
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from scripts.indexing import all_threads
 from search_core.errors import BuildError
 from search_core.layout import DuplicateInfo
-from search_core.rerank import is_exact
 
 log = logging.getLogger(__name__)
 
 DUPLICATE_THRESHOLD = 0.95
-# Nearest rows asked per row: each copy of a group needs only a link into the rest of it, so
-# groups far larger than this still connect.
-NEIGHBOURS = 16
-# Search settings for the neighbour pass (never above the tuned ones). The nearest neighbours are
-# found far earlier than a recall@10 target needs; measured in benchmarks/bench_duplicates.py.
-GROUPING_NPROBE = 4
-GROUPING_EF_SEARCH = 32
-BATCH_ROWS = 16_384
-# Pairs whose index score and exact score are compared to size the re-scoring margin.
-MARGIN_SAMPLE_ROWS = 2_000
+# Up to this many rows, one cell: every pair is compared (8k rows: 34 GFLOP, well under a second).
+SINGLE_CELL_ROWS = 8_192
+# An IVF index's lists are used as cells when they hold at least this many rows on average;
+# smaller lists split more near-duplicate pairs across cells.
+MIN_LIST_ROWS = 64
+# k-means cells: sqrt(n) of them (about 1,000 rows each at 1M), which balances assigning rows to
+# cells (n x cells x dim) against comparing within them (n x rows per cell x dim).
+KMEANS_ITERATIONS = 10
+KMEANS_POINTS_PER_CELL = 40
+# Cosine by which a row's second centroid may be farther than its first for the row to join the
+# second cell too. At 100k hard-ish rows: none joined, 61 of 8,000 copies split from their group;
+# 0.01, 1.18x rows in cells and none split; 0.02 (kept, for margin) 1.34x rows and none split.
+BORDER_MARGIN = 0.02
+BLOCK_ROWS = 2_048          # rows of a cell compared at once: a BLOCK x cell score matrix
 
 
 @dataclass(frozen=True)
@@ -70,38 +84,25 @@ def check_threshold(threshold: float) -> float:
     return value
 
 
-def find_duplicate_groups(vectors: np.ndarray, index: faiss.Index, threshold: float = DUPLICATE_THRESHOLD,
-                          *, neighbours: int = NEIGHBOURS) -> Grouping:
-    """Group the rows of `vectors` (unit rows, the ids of `index`) whose cosine reaches `threshold`."""
+def find_duplicate_groups(vectors: np.ndarray, index: faiss.Index | None = None,
+                          threshold: float = DUPLICATE_THRESHOLD, *, seed: int = 0) -> Grouping:
+    """Group the rows of `vectors` (unit rows; `index` holds them with ids = rows, and lends its
+    IVF lists as cells when it has them) whose cosine reaches `threshold`."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
     started = time.perf_counter()
     threshold = check_threshold(threshold)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     n = len(vectors)
-    k = min(neighbours + 1, n)       # +1: a row finds itself
-    params = _grouping_params(index)
-    exact = is_exact(index)
-    pairs_i: list[np.ndarray] = []
-    pairs_j: list[np.ndarray] = []
-    margin: float | None = 0.0 if exact else None
     with all_threads():
-        for lo in range(0, n if k > 1 else 0, BATCH_ROWS):
-            hi = min(n, lo + BATCH_ROWS)
-            queries = np.ascontiguousarray(vectors[lo:hi], dtype=np.float32)
-            scores, rows = index.search(queries, k, params=params)
-            valid = (rows >= 0) & (rows != np.arange(lo, hi)[:, None])
-            if margin is None:
-                margin = _score_margin(vectors, lo, scores, rows, valid)
-                log.info("grouping: index scores within %.4f of exact; re-scoring pairs above %.4f",
-                         margin, threshold - margin)
-            qi, col = np.nonzero(valid & (scores >= threshold - margin))
-            i, j = qi + lo, rows[qi, col]
-            close = np.einsum("ij,ij->i", vectors[i], vectors[j]) >= threshold
-            pairs_i.append(i[close])
-            pairs_j.append(j[close])
-    i = np.concatenate(pairs_i) if pairs_i else np.empty(0, np.int64)
-    j = np.concatenate(pairs_j) if pairs_j else np.empty(0, np.int64)
+        cells = list(_cells(vectors, index, seed))
+    # One BLAS thread per product and one product per core: a cell's product is small (a few
+    # hundred rows), and a multi-threaded BLAS spends more on handing it out than on computing it.
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        pairs = list(pool.map(lambda rows: _close_pairs(vectors, rows, threshold), cells))
+    i = np.concatenate([p[0] for p in pairs]) if pairs else np.empty(0, np.int64)
+    j = np.concatenate([p[1] for p in pairs]) if pairs else np.empty(0, np.int64)
     graph = coo_matrix((np.ones(i.size, dtype=np.int8), (i, j)), shape=(n, n))
     count, labels = connected_components(graph, directed=False)
     _, first_row = np.unique(labels, return_index=True)   # rows ascend: the first is the smallest
@@ -122,23 +123,54 @@ def no_groups(rows: int, threshold: float = DUPLICATE_THRESHOLD) -> Grouping:
                     seconds=0.0)
 
 
-def _grouping_params(index: faiss.Index) -> faiss.SearchParameters | None:
-    """A light search setting of the index's own kind, never heavier than the one it was tuned to."""
-    ivf = faiss.try_extract_index_ivf(index)
-    if ivf is not None:
-        return faiss.SearchParametersIVF(nprobe=max(1, min(ivf.nprobe, GROUPING_NPROBE)))
-    hnsw = faiss.downcast_index(index)
-    if isinstance(hnsw, faiss.IndexHNSW):
-        return faiss.SearchParametersHNSW(efSearch=max(NEIGHBOURS + 1, min(hnsw.hnsw.efSearch, GROUPING_EF_SEARCH)))
-    return None
+def cell_kind(n: int, index: faiss.Index | None) -> str:
+    """How `find_duplicate_groups` splits n rows: "one cell", "index lists" or "k-means"."""
+    if n <= SINGLE_CELL_ROWS:
+        return "one cell"
+    ivf = faiss.try_extract_index_ivf(index) if index is not None else None
+    return "index lists" if ivf is not None and n / ivf.nlist >= MIN_LIST_ROWS else "k-means"
 
 
-def _score_margin(vectors: np.ndarray, lo: int, scores: np.ndarray, rows: np.ndarray, valid: np.ndarray) -> float:
-    """How far the index's scores stray from exact cosines (quantised codes): twice the largest
-    error seen on the first batch's pairs, so no pair at the threshold is dropped before its
-    exact check."""
-    qi, col = np.nonzero(valid[:MARGIN_SAMPLE_ROWS])
-    if qi.size == 0:
-        return 0.05
-    exact = np.einsum("ij,ij->i", vectors[qi + lo], vectors[rows[qi, col]])
-    return float(2.0 * np.abs(scores[qi, col] - exact).max()) + 1e-4
+def _cells(vectors: np.ndarray, index: faiss.Index | None, seed: int) -> Iterator[np.ndarray]:
+    """Row numbers of each cell (ascending), as cell_kind says."""
+    n = len(vectors)
+    kind = cell_kind(n, index)
+    if kind == "one cell":
+        yield np.arange(n)
+        return
+    if kind == "index lists":
+        ivf = faiss.extract_index_ivf(index)
+        for cell in range(ivf.nlist):
+            size = ivf.invlists.list_size(cell)
+            if size > 1:
+                yield np.sort(faiss.rev_swig_ptr(ivf.invlists.get_ids(cell), size).astype(np.int64))
+        return
+    cells = int(np.sqrt(n))
+    kmeans = faiss.Kmeans(vectors.shape[1], cells, niter=KMEANS_ITERATIONS, seed=seed, spherical=True,
+                          max_points_per_centroid=KMEANS_POINTS_PER_CELL)
+    sample = np.random.default_rng(seed).choice(n, min(n, cells * KMEANS_POINTS_PER_CELL), replace=False)
+    kmeans.train(vectors[np.sort(sample)])
+    similarity, nearest = kmeans.index.search(vectors, 2)     # spherical k-means: inner products
+    # A row about as close to its second centroid as to its first also joins the second cell, so
+    # a near-duplicate pair on either side of a border still meets in one of them.
+    border = similarity[:, 0] - similarity[:, 1] < BORDER_MARGIN
+    rows = np.concatenate([np.arange(n), np.flatnonzero(border)])
+    assigned = np.concatenate([nearest[:, 0], nearest[border, 1]])
+    order = np.argsort(assigned, kind="stable")
+    bounds = np.searchsorted(assigned[order], np.arange(cells + 1))
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        if hi - lo > 1:
+            yield np.sort(rows[order[lo:hi]])
+
+
+def _close_pairs(vectors: np.ndarray, rows: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (i < j, as rows) of `rows` whose exact cosine reaches `threshold`."""
+    cell = vectors[rows]
+    found_i, found_j = [], []
+    for lo in range(0, len(rows), BLOCK_ROWS):
+        scores = cell[lo:lo + BLOCK_ROWS] @ cell[lo:].T      # this block against itself and later rows
+        a, b = np.nonzero(scores >= threshold)
+        later = b > a
+        found_i.append(rows[lo + a[later]])
+        found_j.append(rows[lo + b[later]])
+    return np.concatenate(found_i), np.concatenate(found_j)

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from scripts import grouping as grouping_module
 from scripts.build import build_collection
 from scripts.build_cli import format_summary
-from scripts.grouping import NEIGHBOURS, check_threshold, find_duplicate_groups, no_groups
+from scripts.grouping import check_threshold, find_duplicate_groups, no_groups
 from scripts.indexing import build_index
 from search_core import layout
 from search_core.collection import Collection
@@ -20,7 +21,7 @@ from search_core.errors import BuildError
 from tests.fixtures.synthetic_collection import unit_vectors, vectors_with_groups
 
 N, DIM = 4000, 64
-SIZES = (2, 2, 2, 3, 4, 7, 11, 3 * NEIGHBOURS)   # the last needs links beyond one row's neighbours
+SIZES = (2, 2, 2, 3, 4, 7, 11, 150)
 
 
 def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
@@ -29,12 +30,18 @@ def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
     return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
 
 
-@pytest.mark.parametrize("spec", ["Flat", "IVF64,SQ8", "HNSW16,SQ8", "IVF64,PQ16x4fs"])
-def test_planted_copies_are_grouped_and_nothing_else(spec: str) -> None:
+@pytest.mark.parametrize(("spec", "cells"), [
+    ("Flat", "one cell"), ("IVF32,SQ8", "index lists"), ("IVF16,PQ16x4fs", "index lists"),
+    ("HNSW16,SQ8", "k-means"), ("IVF128,SQ8", "k-means"),     # IVF128: lists too small to use
+])
+def test_planted_copies_are_grouped_and_nothing_else(spec: str, cells: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Copies at cosine ~0.9999 form exactly the planted groups; distinct random rows (cosine
-    under 0.6 in 64 dimensions) stay alone, whatever the index's own score error."""
+    under 0.6 in 64 dimensions) stay alone, whichever way the rows are split into cells."""
+    if cells != "one cell":
+        monkeypatch.setattr(grouping_module, "SINGLE_CELL_ROWS", 0)
     vectors, truth = vectors_with_groups(N, DIM, SIZES, seed=5)
     index, _ = build_index(vectors, spec)
+    assert grouping_module.cell_kind(N, index) == cells
     grouping = find_duplicate_groups(vectors, index, 0.95)
     assert same_partition(grouping.group_of, truth)
     assert np.array_equal(grouping.group_of, truth)          # ids are each group's smallest row
@@ -43,10 +50,9 @@ def test_planted_copies_are_grouped_and_nothing_else(spec: str) -> None:
     assert grouping.info.groups == N - sum(SIZES) + len(SIZES)
 
 
-@pytest.mark.parametrize("spec", ["Flat", "IVF16,SQ8"])
-def test_threshold_is_a_cosine_cut(spec: str) -> None:
-    """A pair at cosine 0.96 is grouped and one at 0.94 is not, at threshold 0.95, also when the
-    index scores from 8-bit codes; at threshold 0.93 both are."""
+def test_threshold_is_a_cosine_cut() -> None:
+    """A pair at cosine 0.96 is grouped and one at 0.94 is not, at threshold 0.95 (scored exactly);
+    at threshold 0.93 both are."""
     rng = np.random.default_rng(1)
     base = unit_vectors(1000, DIM, seed=2)
 
@@ -57,10 +63,9 @@ def test_threshold_is_a_cosine_cut(spec: str) -> None:
         return (cosine * v + np.sqrt(1 - cosine**2) * other).astype(np.float32)
 
     vectors = np.concatenate([base, at_cosine(base[10], 0.96)[None], at_cosine(base[20], 0.94)[None]])
-    index, _ = build_index(vectors, spec)
-    groups = find_duplicate_groups(vectors, index, 0.95).group_of
+    groups = find_duplicate_groups(vectors, None, 0.95).group_of
     assert groups[1000] == groups[10] and groups[1001] == 1001 and groups[20] == 20
-    looser = find_duplicate_groups(vectors, index, 0.93).group_of
+    looser = find_duplicate_groups(vectors, None, 0.93).group_of
     assert looser[1000] == looser[10] and looser[1001] == looser[20]
 
 
