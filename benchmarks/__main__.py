@@ -27,6 +27,7 @@ BENCHMARKS = [
     # BENCHMARKS.md come from running it alone.
     ("bench_verify", ["--rows", "200000"], ["--rows", "10000"]),
     ("bench_review", [], ["--rows", "10000", "--no-baseline"]),
+    ("bench_duplicates", [], ["--rows", "20000", "--originals", "3", "--model", "tiny", "--queries", "100"]),
 ]
 
 

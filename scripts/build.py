@@ -130,7 +130,7 @@ def build_collection(source: str, out: Path, *, model: str = DEFAULT_MODEL, batc
         indexing.advance(len(vectors))
         indexing.note = info.spec if info.recall_at_10 is None else f"{info.spec}, recall@10 {info.recall_at_10:.3f}"
     with stage("group", "vector", live=live, total=len(vectors)) as grouping_stage:
-        grouping = find_duplicate_groups(vectors, faiss_index, duplicate_threshold)
+        grouping = find_duplicate_groups(vectors, duplicate_threshold)
         scale = match_scale(vectors, probe_vectors(encoder))
         grouping_stage.advance(len(vectors))
         grouping_stage.note = f"{grouping.info.grouped_rows} near-duplicates"

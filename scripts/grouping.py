@@ -1,18 +1,21 @@
 """Near-duplicate groups for `imagesearch build`: rows whose cosine reaches a threshold, transitively.
 
-How, without an O(n²) pass: the rows are split into cells of a few hundred to a thousand nearby
-rows, the IVF index's own inverted lists when the collection has one (free: the index already
-assigned every row), else a k-means partition made here with FAISS (about sqrt(n) cells); within
-each cell every pair is scored exactly, one matrix product per cell; the pairs at or above the
-threshold are joined into connected components (scipy's, the union-find result). A group's id is
-its smallest row (search_core/collapse.py reads it).
+How, without an O(n²) pass: FAISS k-means splits the rows into about sqrt(n) cells of nearby rows
+(1,000 of ~1,000 rows at 1M); a row about as close to its second centroid as to its first is put
+in both cells, so a pair on either side of a border still meets; within each cell every pair is
+scored exactly, one matrix product per cell, on every core; the pairs at or above the threshold are
+joined into connected components (scipy's, the union-find result). A group's id is its smallest
+row (search_core/collapse.py reads it).
 
-Why cells and not a k-nearest-neighbour search of every row through the index: at 100k hard-ish
-rows that search cost 3.9 CPU-seconds through IVF1264,SQ8 at nprobe 1-2 (mostly the coarse
-quantizer) and 14.6 through HNSW32,SQ8 at efSearch 17, and grows ~10x at 1M: more than the HNSW
-build itself, where matrix products per cell cost about as many FLOPs as an nprobe-1 search with
-the quantizer step already done. A near-duplicate pair split across two cells is missed and its
-group shows twice; benchmarks/bench_duplicates.py counts how often (BENCHMARKS.md).
+Measured on hard-ish vectors with planted groups (benchmarks/bench_duplicates.py, 2 busy cores):
+- a k-nearest-neighbour search of every row through the collection's index cost 3.9 CPU-seconds
+  at 100k rows through IVF1264,SQ8 at nprobe 1-2 (mostly its coarse quantizer) and 14.6 through
+  HNSW32,SQ8 at efSearch 17, growing ~10x at 1M: as much as building the HNSW index;
+- the IVF index's own lists as cells (250 rows each at 1M) cost 12 s at 1M, but split 683 of
+  10,863 planted groups across lists (420 with border rows added);
+- these k-means cells: 55 CPU-seconds at 1M rows (166 s of wall time on 2 cores shared with ~10
+  busy processes; it spreads over every core, so far less beside a GPU's 16), 7 of 10,863 groups
+  split, no distinct rows merged.
 
 The threshold: DUPLICATE_THRESHOLD = 0.95, measured by benchmarks/bench_duplicates.py on generated
 copies (re-encoded at JPEG quality 95-30, rescaled 0.5-1.5x, cropped 4-8%, shifted 3-6%):
@@ -52,9 +55,6 @@ log = logging.getLogger(__name__)
 DUPLICATE_THRESHOLD = 0.95
 # Up to this many rows, one cell: every pair is compared (8k rows: 34 GFLOP, well under a second).
 SINGLE_CELL_ROWS = 8_192
-# An IVF index's lists are used as cells when they hold at least this many rows on average;
-# smaller lists split more near-duplicate pairs across cells.
-MIN_LIST_ROWS = 64
 # k-means cells: sqrt(n) of them (about 1,000 rows each at 1M), which balances assigning rows to
 # cells (n x cells x dim) against comparing within them (n x rows per cell x dim).
 KMEANS_ITERATIONS = 10
@@ -84,10 +84,9 @@ def check_threshold(threshold: float) -> float:
     return value
 
 
-def find_duplicate_groups(vectors: np.ndarray, index: faiss.Index | None = None,
-                          threshold: float = DUPLICATE_THRESHOLD, *, seed: int = 0) -> Grouping:
-    """Group the rows of `vectors` (unit rows; `index` holds them with ids = rows, and lends its
-    IVF lists as cells when it has them) whose cosine reaches `threshold`."""
+def find_duplicate_groups(vectors: np.ndarray, threshold: float = DUPLICATE_THRESHOLD, *,
+                          seed: int = 0) -> Grouping:
+    """Group the rows of `vectors` (float32 [n, dim], unit rows) whose cosine reaches `threshold`."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -96,7 +95,7 @@ def find_duplicate_groups(vectors: np.ndarray, index: faiss.Index | None = None,
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     n = len(vectors)
     with all_threads():
-        cells = list(_cells(vectors, index, seed))
+        cells = list(_cells(vectors, seed))
     # One BLAS thread per product and one product per core: a cell's product is small (a few
     # hundred rows), and a multi-threaded BLAS spends more on handing it out than on computing it.
     with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(os.cpu_count() or 1) as pool:
@@ -123,44 +122,33 @@ def no_groups(rows: int, threshold: float = DUPLICATE_THRESHOLD) -> Grouping:
                     seconds=0.0)
 
 
-def cell_kind(n: int, index: faiss.Index | None) -> str:
-    """How `find_duplicate_groups` splits n rows: "one cell", "index lists" or "k-means"."""
-    if n <= SINGLE_CELL_ROWS:
-        return "one cell"
-    ivf = faiss.try_extract_index_ivf(index) if index is not None else None
-    return "index lists" if ivf is not None and n / ivf.nlist >= MIN_LIST_ROWS else "k-means"
-
-
-def _cells(vectors: np.ndarray, index: faiss.Index | None, seed: int) -> Iterator[np.ndarray]:
-    """Row numbers of each cell (ascending), as cell_kind says."""
+def _cells(vectors: np.ndarray, seed: int) -> Iterator[np.ndarray]:
+    """Row numbers of each cell, ascending: all rows in one, or k-means cells with border rows in two."""
     n = len(vectors)
-    kind = cell_kind(n, index)
-    if kind == "one cell":
+    if n <= SINGLE_CELL_ROWS:
         yield np.arange(n)
         return
-    if kind == "index lists":
-        ivf = faiss.extract_index_ivf(index)
-        for cell in range(ivf.nlist):
-            size = ivf.invlists.list_size(cell)
-            if size > 1:
-                yield np.sort(faiss.rev_swig_ptr(ivf.invlists.get_ids(cell), size).astype(np.int64))
-        return
+    first, second, margin, cells = _kmeans_assignment(vectors, seed)
+    border = np.flatnonzero(margin < BORDER_MARGIN)
+    rows = np.concatenate([np.arange(n), border])
+    assigned = np.concatenate([first, second[border]])
+    order = np.argsort(assigned, kind="stable")
+    bounds = np.searchsorted(assigned[order], np.arange(cells + 1))
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        if hi - lo > 1:
+            yield np.sort(rows[order[lo:hi]])
+
+
+def _kmeans_assignment(vectors: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(nearest k-means cell, second nearest, how much worse that one scores, cells) for sqrt(n) cells."""
+    n = len(vectors)
     cells = int(np.sqrt(n))
     kmeans = faiss.Kmeans(vectors.shape[1], cells, niter=KMEANS_ITERATIONS, seed=seed, spherical=True,
                           max_points_per_centroid=KMEANS_POINTS_PER_CELL)
     sample = np.random.default_rng(seed).choice(n, min(n, cells * KMEANS_POINTS_PER_CELL), replace=False)
     kmeans.train(vectors[np.sort(sample)])
     similarity, nearest = kmeans.index.search(vectors, 2)     # spherical k-means: inner products
-    # A row about as close to its second centroid as to its first also joins the second cell, so
-    # a near-duplicate pair on either side of a border still meets in one of them.
-    border = similarity[:, 0] - similarity[:, 1] < BORDER_MARGIN
-    rows = np.concatenate([np.arange(n), np.flatnonzero(border)])
-    assigned = np.concatenate([nearest[:, 0], nearest[border, 1]])
-    order = np.argsort(assigned, kind="stable")
-    bounds = np.searchsorted(assigned[order], np.arange(cells + 1))
-    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-        if hi - lo > 1:
-            yield np.sort(rows[order[lo:hi]])
+    return nearest[:, 0], nearest[:, 1], similarity[:, 0] - similarity[:, 1], cells
 
 
 def _close_pairs(vectors: np.ndarray, rows: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:

@@ -14,7 +14,6 @@ from scripts import grouping as grouping_module
 from scripts.build import build_collection
 from scripts.build_cli import format_summary
 from scripts.grouping import check_threshold, find_duplicate_groups, no_groups
-from scripts.indexing import build_index
 from search_core import layout
 from search_core.collection import Collection
 from search_core.errors import BuildError
@@ -30,19 +29,14 @@ def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
     return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
 
 
-@pytest.mark.parametrize(("spec", "cells"), [
-    ("Flat", "one cell"), ("IVF32,SQ8", "index lists"), ("IVF16,PQ16x4fs", "index lists"),
-    ("HNSW16,SQ8", "k-means"), ("IVF128,SQ8", "k-means"),     # IVF128: lists too small to use
-])
-def test_planted_copies_are_grouped_and_nothing_else(spec: str, cells: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("cells", ["one cell", "k-means cells"])
+def test_planted_copies_are_grouped_and_nothing_else(cells: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Copies at cosine ~0.9999 form exactly the planted groups; distinct random rows (cosine
-    under 0.6 in 64 dimensions) stay alone, whichever way the rows are split into cells."""
-    if cells != "one cell":
+    under 0.6 in 64 dimensions) stay alone, in one cell and split into k-means cells."""
+    if cells == "k-means cells":
         monkeypatch.setattr(grouping_module, "SINGLE_CELL_ROWS", 0)
     vectors, truth = vectors_with_groups(N, DIM, SIZES, seed=5)
-    index, _ = build_index(vectors, spec)
-    assert grouping_module.cell_kind(N, index) == cells
-    grouping = find_duplicate_groups(vectors, index, 0.95)
+    grouping = find_duplicate_groups(vectors, 0.95)
     assert same_partition(grouping.group_of, truth)
     assert np.array_equal(grouping.group_of, truth)          # ids are each group's smallest row
     assert grouping.info.grouped_rows == sum(SIZES)
@@ -63,25 +57,22 @@ def test_threshold_is_a_cosine_cut() -> None:
         return (cosine * v + np.sqrt(1 - cosine**2) * other).astype(np.float32)
 
     vectors = np.concatenate([base, at_cosine(base[10], 0.96)[None], at_cosine(base[20], 0.94)[None]])
-    groups = find_duplicate_groups(vectors, None, 0.95).group_of
+    groups = find_duplicate_groups(vectors, 0.95).group_of
     assert groups[1000] == groups[10] and groups[1001] == 1001 and groups[20] == 20
-    looser = find_duplicate_groups(vectors, None, 0.93).group_of
+    looser = find_duplicate_groups(vectors, 0.93).group_of
     assert looser[1000] == looser[10] and looser[1001] == looser[20]
 
 
 def test_no_near_duplicates_gives_singletons() -> None:
     vectors = unit_vectors(500, DIM, seed=4)
-    index, _ = build_index(vectors, "Flat")
-    grouping = find_duplicate_groups(vectors, index)
+    grouping = find_duplicate_groups(vectors)
     assert np.array_equal(grouping.group_of, np.arange(500))
     assert grouping.info.grouped_rows == 0 and grouping.info.largest == 1
     assert np.array_equal(no_groups(500).group_of, grouping.group_of)
 
 
 def test_one_row() -> None:
-    vectors = unit_vectors(1, DIM)
-    index, _ = build_index(vectors, "Flat")
-    assert find_duplicate_groups(vectors, index).group_of.tolist() == [0]
+    assert find_duplicate_groups(unit_vectors(1, DIM)).group_of.tolist() == [0]
 
 
 @pytest.mark.parametrize("value", [0, -0.5, 1.01, float("nan"), "high"])
