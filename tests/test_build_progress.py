@@ -1,4 +1,4 @@
-"""Build output: one display per stage of ours (scan, embed, index, write), none of the libraries' bars."""
+"""Build output: one display per stage of ours (scan, embed, index, group, write), none of the libraries' bars."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import datasets
 from scripts.build_cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("scan", "embed", "index", "write")
+STAGES = ("scan", "embed", "index", "group", "write")
 # What datasets printed beside our own bar before: "Generating train split", "Flattening the
 # indices" (twice), "storing images" (our map's desc), "Saving the dataset"; and its other bars.
 LIBRARY_TEXTS = ("Generating train split", "Flattening the indices", "storing images", "Saving the dataset",
@@ -41,7 +41,7 @@ def test_a_build_in_a_log_prints_one_line_per_stage_and_no_library_bars(tmp_path
                             env=_env(), cwd=ROOT, timeout=300, check=False)
     assert result.returncode == 0, result.stderr
     n = len(images)
-    for name, unit in zip(STAGES, ("images", "images", "vectors", "images")):
+    for name, unit in zip(STAGES, ("images", "images", "vectors", "vectors", "images")):
         lines = [line for line in result.stderr.splitlines() if line.startswith(f"{name}:")]
         assert len(lines) == 1, (name, result.stderr)
         assert re.fullmatch(rf"{name}: {n} {unit} in \d+\.\d s \([\d,]+\.\d {unit}/s(; .*)?\)", lines[0]), lines[0]
