@@ -27,6 +27,9 @@ NO_EMBED_NOTE = "-# Plain text: this bot may not embed links in this channel (Em
 # Each hit's line gets an equal share of the description, at most this much.
 LINE_LIMIT = 300
 PROMPT_SHOWN = 120
+# Above the hits of a text search whose best hit is weak (search_core/weak_match.py, README).
+WEAK_MATCH_LINE = ("⚠️ **Weak match:** nothing in the collection matches this prompt well; its best hit "
+                   "scores lower than 9 in 10 everyday prompts' best. Try other words.")
 
 
 def clip(text: str, limit: int) -> str:
@@ -65,8 +68,10 @@ def query_label(prompt: str | None, has_image: bool) -> str:
 
 
 def hit_line(hit: Any, limit: int = LINE_LIMIT) -> str:
-    """`1. file_name — title (year)` cut to `limit`, metadata escaped."""
+    """`1. file_name — title (year) · 5 near-identical` cut to `limit`, metadata escaped."""
     year = f" ({hit.year})" if getattr(hit, "year", None) is not None else ""
+    copies = getattr(hit, "group_size", 1)
+    year += f" · {copies} near-identical" if copies > 1 else ""
     title = getattr(hit, "title", None)
     name = clip(no_breaks(hit.file_name), max(20, limit // 2))
     text = f"**{hit.rank}.** `{name.replace('`', 'ʹ')}`"
@@ -78,12 +83,15 @@ def hit_line(hit: Any, limit: int = LINE_LIMIT) -> str:
 
 
 def results_embed(label: str, hits: Sequence[Any], *, offset: int, total: int | None,
-                  image_url: str | None) -> discord.Embed:
-    """One embed: title, one line per hit, the contact sheet as its image, a page footer."""
+                  image_url: str | None, weak_match: bool = False) -> discord.Embed:
+    """One embed: title, [the weak-match line,] one line per hit, the contact sheet as its image,
+    a page footer."""
     title = clip(f"Results for {label}", EMBED_TITLE_LIMIT)
     if hits:
-        per_line = min(LINE_LIMIT, (EMBED_DESCRIPTION_LIMIT - 50) // len(hits) - 1)
-        description = "\n".join(hit_line(h, per_line) for h in hits)
+        warning = [WEAK_MATCH_LINE] if weak_match else []
+        room = EMBED_DESCRIPTION_LIMIT - 50 - sum(len(w) + 1 for w in warning)
+        per_line = min(LINE_LIMIT, room // len(hits) - 1)
+        description = "\n".join([*warning, *(hit_line(h, per_line) for h in hits)])
     else:
         description = "No images match this search (try a wider year range)."
     embed = discord.Embed(title=escape(title)[:EMBED_TITLE_LIMIT],
@@ -96,6 +104,11 @@ def results_embed(label: str, hits: Sequence[Any], *, offset: int, total: int | 
         embed.set_footer(text=clip(f"Results {first}–{last}{of} · numbers match the contact sheet",
                                    EMBED_FOOTER_LIMIT))
     return embed
+
+
+def group_button_label(hit: Any) -> str:
+    """The button under a hit that stands for several near-identical images (80 characters at most)."""
+    return f"Show the {hit.group_size} near-identical (#{hit.rank})"
 
 
 def select_option_text(hit: Any) -> tuple[str, str]:

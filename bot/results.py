@@ -27,7 +27,9 @@ class Query:
     """What a result message was asked, kept by its pager so later pages repeat the same search.
 
     Either `vector` (a prompt and/or image, already encoded) or `row` (more like that collection
-    image) is set; the year filters and page size carry over to every page.
+    image) is set; the year filters and page size carry over to every page. `group_row` lists the
+    near-identical images grouped with that row instead, ranked by `vector` when there is one.
+    `text_query`: the vector is a prompt's alone, so the page says whether it is a weak match.
     """
 
     label: str
@@ -36,15 +38,20 @@ class Query:
     row: int | None = None
     year_from: int | None = None
     year_to: int | None = None
+    group_row: int | None = None
+    text_query: bool = False
 
     def fetch(self, service: SearchService, offset: int) -> SearchPage:
+        if self.group_row is not None:
+            return service.expand_group(self.group_row, self.vector, k=self.k, offset=offset,
+                                        year_from=self.year_from, year_to=self.year_to)
         if self.row is not None:
             return service.more_like_this(self.row, k=self.k, offset=offset, year_from=self.year_from,
                                           year_to=self.year_to)
         if self.vector is None:
             raise QueryError("Give a prompt, an image, or both.")
         return service.search_vector(self.vector, k=self.k, offset=offset, year_from=self.year_from,
-                                     year_to=self.year_to)
+                                     year_to=self.year_to, text_query=self.text_query)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The result pager: previous / next page and "more like this" under a result message.
+"""The result pager: previous / next page, "more like this", and "show the N near-identical" under
+a result message.
 
 State (the encoded query, filters, page size, offset) lives in the View, not in custom ids:
 a query vector does not fit in 100 characters, and the interaction token that lets us edit
@@ -32,6 +33,10 @@ CUSTOM_ID_PREFIX = "imgsearch"
 # them, so the view must disable itself before then. Measured from the latest press.
 VIEW_TIMEOUT = 14 * 60.0
 NOT_YOURS = "Only the person who ran this search can use these buttons. Run /imagesearch yourself."
+# "Show the N near-identical" buttons, one per hit that stands for several images: two action rows
+# under the pager's buttons and select. A page of the default 9 hits never needs more.
+MAX_GROUP_BUTTONS = 10
+GROUP_BUTTON_ROWS = (2, 3)
 EXPIRED = "These results have expired. Run /imagesearch again."
 
 # Views alive in this process, by nonce: a press for any other imgsearch id is an expired one.
@@ -67,7 +72,8 @@ def result_message(query: Query, rendered: RenderedPage, permissions: discord.Pe
     attach = rendered.sheet is not None and permissions.attach_files
     notes = [render.NO_SHEET_NOTE] if page.hits and not permissions.attach_files else []
     embed = render.results_embed(query.label, page.hits, offset=page.offset, total=page.total_eligible,
-                                 image_url=f"attachment://{rendered.filename}" if attach else None)
+                                 image_url=f"attachment://{rendered.filename}" if attach else None,
+                                 weak_match=page.weak_match is True)
     files = [discord.File(io.BytesIO(rendered.sheet), filename=rendered.filename,
                           description="Contact sheet of the results")] if attach else []
     if not permissions.embed_links:
@@ -111,6 +117,17 @@ class ResultPager(discord.ui.View):
         else:
             self.more_like_this.options = [discord.SelectOption(label="No results", value="-1")]
             self.more_like_this.disabled = True
+        self._refresh_group_buttons()
+
+    def _refresh_group_buttons(self) -> None:
+        """One "Show the N near-identical" button per hit of this page that stands for several."""
+        for item in [c for c in self.children if isinstance(c, GroupButton)]:
+            self.remove_item(item)
+        grouped = [h for h in self.page.hits if h.group_size > 1][:MAX_GROUP_BUTTONS]
+        per_row = MAX_GROUP_BUTTONS // len(GROUP_BUTTON_ROWS)
+        for i, hit in enumerate(grouped):
+            self.add_item(GroupButton(hit, custom_id=f"{CUSTOM_ID_PREFIX}:{self.nonce}:group{i}",
+                                      row=GROUP_BUTTON_ROWS[i // per_row]))
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         if interaction.user.id != self.owner_id:
@@ -170,6 +187,20 @@ class ResultPager(discord.ui.View):
                       year_from=self.query.year_from, year_to=self.query.year_to)
         await send_results(self.bot, interaction, query, await draw_page(self.bot, interaction, query, 0))
 
+    async def show_group(self, interaction: discord.Interaction, row: int) -> None:
+        """The near-identical images a hit stands for, as a new message with its own pager, ranked
+        by this search's query (or by likeness to the hit, for "more like this" results)."""
+        hit = next((h for h in self.page.hits if h.row == row), None)
+        if hit is None:
+            await send_private(interaction, "That result is no longer on this page.")
+            return
+        charge(self.bot, interaction, "expand_group", row=row)
+        await defer_privately(interaction)
+        query = Query(label=f"the {hit.group_size} near-identical of {render.clip(hit.file_name, 80)}",
+                      k=self.query.k, vector=self.query.vector, group_row=row, year_from=self.query.year_from,
+                      year_to=self.query.year_to)
+        await send_results(self.bot, interaction, query, await draw_page(self.bot, interaction, query, 0))
+
     async def on_timeout(self) -> None:
         LIVE_PAGERS.pop(self.nonce, None)
         for item in self.children:
@@ -188,6 +219,19 @@ class ResultPager(discord.ui.View):
     def stop(self) -> None:
         LIVE_PAGERS.pop(self.nonce, None)
         super().stop()
+
+
+class GroupButton(discord.ui.Button["ResultPager"]):
+    """"Show the N near-identical" under a hit that stands for N images; only the pager's owner
+    may press it (ResultPager.interaction_check), and a press is charged like a search."""
+
+    def __init__(self, hit: Any, *, custom_id: str, row: int) -> None:
+        super().__init__(label=render.group_button_label(hit), style=discord.ButtonStyle.secondary,
+                         custom_id=custom_id, row=row)
+        self.hit_row = hit.row
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await self.view.show_group(interaction, self.hit_row)
 
 
 async def defer_privately(interaction: discord.Interaction) -> None:

@@ -190,7 +190,8 @@ async def private_reply(inter: FakeInteraction, timeout: float = 30) -> FakeMess
 
 
 def hit_lines(msg: FakeMessage) -> list[str]:
-    return msg.embeds[0]["description"].splitlines()
+    """The description's hit lines ("**1.** `file` ..."), without a weak-match line above them."""
+    return [line for line in msg.embeds[0]["description"].splitlines() if line.startswith("**")]
 
 
 def sheet(msg: FakeMessage) -> Image.Image:

@@ -144,7 +144,7 @@ class Search(commands.Cog):
             await send_private(interaction, encoded.message or GENERIC_REFUSAL)
             return
 
-        query = Query(label=render.query_label(prompt, image is not None), k=k,
+        query = Query(label=render.query_label(prompt, image is not None), k=k, text_query=image is None,
                       vector=encoded.vector, year_from=year_from, year_to=year_to)
         rendered = await draw_page(bot, interaction, query, 0)
         await send_results(bot, interaction, query, rendered)
