@@ -96,7 +96,7 @@ def test_build_groups_copies_of_generated_images(copies_collection: Path) -> Non
     assert all(len(groups) == 1 for groups in by_picture.values())
     assert len({next(iter(g)) for g in by_picture.values()}) == 12
     assert collection.manifest.duplicates.grouped_rows == 15
-    assert collection.manifest.duplicates.threshold == 0.95
+    assert collection.manifest.duplicates.threshold == 0.97
 
 
 def test_build_threshold_option(copies_folder: Path, copies_collection: Path, tiny_clip: Path,
@@ -109,7 +109,7 @@ def test_build_threshold_option(copies_folder: Path, copies_collection: Path, ti
     assert summary.duplicates.grouped_rows == 0 and summary.duplicates.threshold == 1.0
     assert "Near-duplicates (cosine >= 1): none." in format_summary(summary)
     grouped = replace(summary, duplicates=Collection.open(copies_collection).manifest.duplicates)
-    assert "Near-duplicates (cosine >= 0.95): 15 images in 3 groups, the largest 5" in format_summary(grouped)
+    assert "Near-duplicates (cosine >= 0.97): 15 images in 3 groups, the largest 5" in format_summary(grouped)
     with pytest.raises(BuildError, match="duplicate-threshold"):
         build_collection(str(copies_folder), tmp_path / "bad", model=str(tiny_clip), device="cpu",
                          duplicate_threshold=1.5)
