@@ -14,6 +14,7 @@ import asyncio
 import io
 import logging
 import secrets
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -176,29 +177,28 @@ class ResultPager(discord.ui.View):
                        options=[discord.SelectOption(label="-", value="-1")])
     async def more_like_this(self, interaction: discord.Interaction, select: discord.ui.Select) -> None:
         """A new search from a chosen hit's own embedding, posted as a new message with its own pager."""
-        row = int(select.values[0])
-        hit = next((h for h in self.page.hits if h.row == row), None)
-        if hit is None:
-            await send_private(interaction, "That result is no longer on this page.")
-            return
-        charge(self.bot, interaction, "more_like_this", row=row)
-        await defer_privately(interaction)
-        query = Query(label=f"more like {render.clip(hit.file_name, 80)}", k=self.query.k, row=row,
-                      year_from=self.query.year_from, year_to=self.query.year_to)
-        await send_results(self.bot, interaction, query, await draw_page(self.bot, interaction, query, 0))
+        await self._search_from_hit(interaction, int(select.values[0]), "more_like_this", lambda hit: Query(
+            label=f"more like {render.clip(hit.file_name, 80)}", k=self.query.k, row=hit.row,
+            year_from=self.query.year_from, year_to=self.query.year_to))
 
     async def show_group(self, interaction: discord.Interaction, row: int) -> None:
         """The near-identical images a hit stands for, as a new message with its own pager, ranked
         by this search's query (or by likeness to the hit, for "more like this" results)."""
+        await self._search_from_hit(interaction, row, "expand_group", lambda hit: Query(
+            label=f"the {hit.group_size} near-identical of {render.clip(hit.file_name, 80)}", k=self.query.k,
+            vector=self.query.vector, group_row=hit.row, year_from=self.query.year_from,
+            year_to=self.query.year_to))
+
+    async def _search_from_hit(self, interaction: discord.Interaction, row: int, action: str,
+                               make_query: Callable[[Any], Query]) -> None:
+        """Charge, defer privately and post `make_query(hit)`'s results for a hit of this page."""
         hit = next((h for h in self.page.hits if h.row == row), None)
         if hit is None:
             await send_private(interaction, "That result is no longer on this page.")
             return
-        charge(self.bot, interaction, "expand_group", row=row)
+        charge(self.bot, interaction, action, row=row)
         await defer_privately(interaction)
-        query = Query(label=f"the {hit.group_size} near-identical of {render.clip(hit.file_name, 80)}",
-                      k=self.query.k, vector=self.query.vector, group_row=row, year_from=self.query.year_from,
-                      year_to=self.query.year_to)
+        query = make_query(hit)
         await send_results(self.bot, interaction, query, await draw_page(self.bot, interaction, query, 0))
 
     async def on_timeout(self) -> None:

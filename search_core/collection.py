@@ -295,14 +295,19 @@ def _read_dataset(path: Path, manifest: Manifest) -> Any:
     return dataset
 
 
-def _read_embeddings(path: Path, manifest: Manifest) -> np.ndarray:
-    file = path / layout.EMBEDDINGS
+def _load_array(path: Path, name: str) -> np.ndarray:
+    """A .npy file of the collection, memory-mapped; CollectionError when missing or corrupt."""
+    file = path / name
     if not file.is_file():
-        raise CollectionError(f"The collection at {path} is incomplete: {layout.EMBEDDINGS} is missing.")
+        raise CollectionError(f"The collection at {path} is incomplete: {name} is missing.")
     try:
-        embeddings = np.load(file, mmap_mode="r", allow_pickle=False)
+        return np.load(file, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as exc:
-        raise CollectionError(f"{layout.EMBEDDINGS} in {path} is corrupt: {exc}") from exc
+        raise CollectionError(f"{name} in {path} is corrupt: {exc}") from exc
+
+
+def _read_embeddings(path: Path, manifest: Manifest) -> np.ndarray:
+    embeddings = _load_array(path, layout.EMBEDDINGS)
     expected = (manifest.rows, manifest.embedding_dim)
     if embeddings.shape != expected:
         raise CollectionError(f"{layout.EMBEDDINGS} has shape {embeddings.shape}; {layout.MANIFEST} "
@@ -330,15 +335,9 @@ def _read_faiss_index(path: Path, manifest: Manifest) -> Any:
 
 def _read_groups(path: Path, manifest: Manifest) -> DuplicateGroups | None:
     """The near-duplicate groups, or None for a collection built before grouping existed."""
-    file = path / layout.GROUPS
     if manifest.duplicates is None:
         return None
-    if not file.is_file():
-        raise CollectionError(f"The collection at {path} is incomplete: {layout.GROUPS} is missing.")
-    try:
-        group_of = np.load(file, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise CollectionError(f"{layout.GROUPS} in {path} is corrupt: {exc}") from exc
+    group_of = _load_array(path, layout.GROUPS)
     problem = check_group_ids(group_of, manifest.rows)
     if problem is not None:
         raise CollectionError(f"{layout.GROUPS} in {path} {problem}; rebuild the collection.")
