@@ -164,6 +164,14 @@ def test_expand_a_row_that_does_not_exist(capsys: pytest.CaptureFixture, copies_
     assert code == 1 and out == "" and err.startswith("error: There is no image number")
 
 
+@pytest.mark.parametrize("extra", [("--book", "000000102"), ("--order", "year")])
+def test_expand_takes_no_book_or_order(capsys: pytest.CaptureFixture, copies_collection: Path,
+                                       extra: tuple[str, str]) -> None:
+    """--expand lists one group: a --book or --order beside it is refused in one line."""
+    code, out, err = run(capsys, copies_collection, "a ship", "--expand", "0", *extra)
+    assert code == 1 and out == "" and err.startswith("error: --expand lists one group")
+
+
 def _a_copy(collection: Path) -> Path:
     """A query image outside the collection: picture 2 at JPEG quality 30 (not one of its stored copies)."""
     from tests.fixtures.near_duplicates import near_duplicates, original
