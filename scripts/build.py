@@ -33,7 +33,7 @@ from typing import Any
 import datasets
 import numpy as np
 
-from scripts.embedding import embed_stream
+from scripts.gpu import select_embed_stream
 from scripts.grouping import DUPLICATE_THRESHOLD, Grouping, check_threshold, find_duplicate_groups
 from scripts.index_choice import resolve_index_spec
 from scripts.indexing import build_index
@@ -303,10 +303,13 @@ def _embed_shards(encoder: Encoder, src: Source, order: list[int], work: Path, *
     workers = 1 if encoder.device == "cpu" else min(16, os.cpu_count() or 1)
     embedded = 0
     current: dict[int, list] = {}
+    # The one choice of decoder: nvJPEG on the GPU where the build runs on CUDA and torchvision
+    # allows it (scripts/gpu), else Pillow in threads (scripts/embedding); same batches either way.
+    stream = select_embed_stream(encoder)
     with stage("embed", "image", live=live, total=n, initial=resumed) as embedding:
         if resumed:
             embedding.note = f"{resumed:,} resumed"
-        for batch in embed_stream(encoder, batches(), workers=workers):
+        for batch in stream(encoder, batches(), workers=workers):
             first = (batch.positions or [p for p, _ in batch.skipped])[0]
             shard = first // shard_size
             current.setdefault(shard, []).append(batch)
