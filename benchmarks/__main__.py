@@ -31,7 +31,9 @@ BENCHMARKS = [
     # the 1M figures of BENCHMARKS.md come from running it alone.
     ("bench_duplicates", ["--rows", "100000"],
      ["--rows", "20000", "--originals", "3", "--model", "tiny", "--queries", "100"]),
+    ("bench_preprocess", [], ["--images", "32"]),
 ]
+# Not in the list: bench_gpu needs a CUDA GPU (python -m benchmarks.bench_gpu on one).
 
 
 def main(argv: list[str] | None = None) -> int:

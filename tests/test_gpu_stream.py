@@ -238,3 +238,36 @@ def test_a_build_through_the_gpu_stream_lists_the_same_skips(tiny_clip, tmp_path
     fidelity = compare_embeddings(np.load(tmp_path / "cpu" / layout.EMBEDDINGS),
                                   np.load(tmp_path / "gpu" / layout.EMBEDDINGS))
     assert fidelity.mean_cosine >= 0.999 and fidelity.min_cosine >= 0.99, fidelity
+
+
+def test_a_saved_dataset_is_embedded_from_its_arrow_bytes(tiny_clip, tmp_path: Path, monkeypatch) -> None:
+    """A `save_to_disk` dataset holds the encoded bytes in Arrow: they are embedded from there, no
+    file read, with the same result as the CPU build."""
+    import datasets
+
+    from scripts import build
+
+    kinds = sorted(KINDS)
+    rows = {"image": [{"bytes": KINDS[k](i, (90, 70)), "path": f"{i:02d}_{k}{extension(k)}"} for i, k in enumerate(kinds)],
+            "year": [1850 + i for i in range(len(kinds))]}
+    source = tmp_path / "saved"
+    datasets.Dataset.from_dict(rows).cast_column("image", datasets.Image()).save_to_disk(str(source))
+    cpu = build.build_collection(str(source), tmp_path / "cpu", model=str(tiny_clip), device="cpu", progress=False)
+    opened: list[str] = []
+    real_open = open
+
+    def watched_open(file, *args, **kwargs):
+        opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    def gpu_stream(*args, **kwargs):
+        monkeypatch.setattr("builtins.open", watched_open)
+        try:
+            yield from gpu_embed_stream(*args, decode=StandInDecoder(), **kwargs)
+        finally:
+            monkeypatch.setattr("builtins.open", real_open)
+
+    monkeypatch.setattr(build, "select_embed_stream", lambda enc: gpu_stream)
+    gpu = build.build_collection(str(source), tmp_path / "gpu", model=str(tiny_clip), device="cpu", progress=False)
+    assert gpu.rows == cpu.rows and sorted(gpu.skipped) == sorted(cpu.skipped) and len(cpu.skipped) == 2
+    assert not [f for f in opened if f.endswith(tuple(extension(k) for k in kinds))]
