@@ -35,7 +35,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from multiprocessing import Pool
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,13 @@ def gpu_missing() -> str | None:
         return f"torch is not installed ({exc})"
     if not torch.cuda.is_available():
         return f"no CUDA device is available to torch {torch.__version__}"
-    from scripts.gpu.nvjpeg import GpuDecodeUnavailable, nvjpeg_decoder
+    try:
+        import datasets  # noqa: F401
+        import sentence_transformers  # noqa: F401
+
+        from scripts.gpu.nvjpeg import GpuDecodeUnavailable, nvjpeg_decoder
+    except ImportError as exc:
+        return f"the project's dependencies are not installed ({exc}; pip install -e .)"
 
     try:
         nvjpeg_decoder("cuda")
@@ -160,11 +166,11 @@ def gpu_utilisation(enabled: bool, index: int = 0, interval: float = 0.1) -> Ite
 
 # --- Files ---------------------------------------------------------------------------------------
 
-def plan(n: int, png_share: float, exif_share: float, odd_each: int) -> list[str]:
+def plan(n: int, png_share: float, exif_share: float, odd_each: int, grey_share: float = 0.0) -> list[str]:
     """The kind of each file, interleaved as a real collection would be."""
     kinds = [k for k in ODD_KINDS for _ in range(odd_each)]
-    n_png, n_exif = round(n * png_share), round(n * exif_share)
-    kinds += ["png"] * n_png + ["exif-rotated-jpeg"] * n_exif
+    kinds += ["png"] * round(n * png_share) + ["exif-rotated-jpeg"] * round(n * exif_share)
+    kinds += ["grey-jpeg"] * round(n * grey_share)
     kinds += ["jpeg"] * max(0, n - len(kinds))
     rng = np.random.default_rng(0)
     return [kinds[i] for i in rng.permutation(len(kinds))]
@@ -185,7 +191,8 @@ def write_files(root: Path, kinds: list[str], size: tuple[int, int], workers: in
         (root / str(year)).mkdir(parents=True, exist_ok=True)
     jobs = [(10_000 + i, kind, str(path), size) for i, (kind, path) in enumerate(zip(kinds, paths))]
     if workers > 1:
-        with Pool(workers) as pool:
+        # spawn, not fork: this process already holds CUDA and torch's thread pools.
+        with get_context("spawn").Pool(workers) as pool:
             pool.map(_write_one, jobs, chunksize=64)
     else:
         for job in jobs:
@@ -359,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=16384, help="files written and embedded (default 16384)")
     parser.add_argument("--png-share", type=float, default=0.05)
     parser.add_argument("--exif-share", type=float, default=0.05)
+    parser.add_argument("--grey-share", type=float, default=0.0,
+                        help="share of greyscale JPEGs (scanned pages often are; default 0)")
     parser.add_argument("--odd-each", type=int, default=8, help="files of each other kind (default 8)")
     parser.add_argument("--size", default="400x300", help="JPEG size (default 400x300)")
     parser.add_argument("--batch", type=int, default=256, help="images per batch (the build's CUDA default)")
@@ -409,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"GPU: {results['gpu']}")
     work = Path(tempfile.mkdtemp(prefix="imagesearch-bench-gpu-"))
     try:
-        kinds = plan(args.images, args.png_share, args.exif_share, args.odd_each)
+        kinds = plan(args.images, args.png_share, args.exif_share, args.odd_each, args.grey_share)
         say(f"writing {len(kinds)} files ({Counter(kinds).most_common(3)} ...) with {workers} processes")
         paths = write_files(work / "images", kinds, (width, height), workers)
         size_mib = sum(p.stat().st_size for p in paths) / 2**20
