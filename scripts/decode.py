@@ -30,8 +30,12 @@ def read_bytes(item: Any) -> bytes:
         path = item
     if not path:
         raise UnusableImage("no image data")
+    # Local files with plain open: fsspec costs 114 us of Python a file against 25 us (measured
+    # here), which the GPU build's 10,000 files/s cannot spare. URLs and archive members
+    # (zip://...::https://...) need fsspec. Both raise the same errors for the same files.
+    local = isinstance(path, str) and "://" not in path and "::" not in path
     try:
-        with fsspec.open(path, "rb") as f:
+        with (open(path, "rb") if local else fsspec.open(path, "rb")) as f:
             return f.read()
     except FileNotFoundError:
         raise UnusableImage("file not found") from None

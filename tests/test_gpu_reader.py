@@ -9,7 +9,7 @@ import fsspec
 import pytest
 
 from scripts.decode import UnusableImage, read_bytes
-from scripts.gpu.reader import read_batch, read_encoded
+from scripts.gpu.reader import read_batch
 from tests.fixtures.encodings import jpeg, png
 
 
@@ -49,6 +49,7 @@ def test_arrow_bytes_are_taken_as_they_are_without_threads() -> None:
 
 
 def test_unreadable_files_are_listed_with_the_cpu_builds_reasons(tmp_path: Path) -> None:
+    """The reasons fsspec's errors gave before local files were opened directly, unchanged."""
     good = tmp_path / "good.jpg"
     good.write_bytes(jpeg(1, (16, 16)))
     folder = tmp_path / "a_folder.jpg"
@@ -59,16 +60,17 @@ def test_unreadable_files_are_listed_with_the_cpu_builds_reasons(tmp_path: Path)
         batch = read_batch([0, 1, 2, 3], items, pool)
     assert batch.positions == [1]
     assert batch.skipped == [(0, _reason(items[0])), (2, _reason(items[2])), (3, _reason(items[3]))]
-    assert batch.skipped[0][1] == "file not found"
+    assert [reason for _, reason in batch.skipped] == ["file not found", "unreadable file: Is a directory",
+                                                       "no image data"]
 
 
 def test_remote_paths_go_through_fsspec() -> None:
-    """Archive members and URLs (zip://...::https://..., memory://...) are read as the CPU build reads them."""
+    """Archive members and URLs (zip://...::https://..., memory://...) are read with fsspec."""
     data = jpeg(3, (16, 16))
     with fsspec.open("memory://gpu-reader/x.jpg", "wb") as f:
         f.write(data)
-    assert read_encoded({"path": "memory://gpu-reader/x.jpg", "bytes": None}) == data
-    assert read_encoded("memory://gpu-reader/x.jpg") == data
+    assert read_bytes({"path": "memory://gpu-reader/x.jpg", "bytes": None}) == data
+    assert read_batch([0], ["memory://gpu-reader/x.jpg"]).data == [data]
 
 
 def test_empty_files_are_read_and_left_to_the_decoder(tmp_path: Path) -> None:
