@@ -160,10 +160,13 @@ def test_image_folder_files_with_missing_ones(encoder, tmp_path: Path) -> None:
         path = tmp_path / f"{i:02d}{extension(kind)}"
         path.write_bytes(KINDS[kind](i, (80, 60)))
         items.append({"path": str(path), "bytes": None})
-    items.insert(3, {"path": str(tmp_path / "gone.jpg"), "bytes": None})
+    # Missing right after a file that is no image, in the same batch: listed in the CPU build's order.
+    gone = sorted(KINDS).index("not-an-image") + 1
+    items.insert(gone, {"path": str(tmp_path / "gone.jpg"), "bytes": None})
     out = list(gpu_embed_stream(encoder, batches(items, 5), workers=2, decode=StandInDecoder()))
     assert_same_as_cpu(encoder, items, out)
-    assert (3, "file not found") in flatten(out)[1]
+    assert [(gone - 1, "not an image file"), (gone, "file not found")] == [
+        s for s in flatten(out)[1] if s[0] in (gone - 1, gone)]
 
 
 def test_a_failing_fetch_is_raised_not_hung(encoder) -> None:
@@ -271,3 +274,13 @@ def test_a_saved_dataset_is_embedded_from_its_arrow_bytes(tiny_clip, tmp_path: P
     gpu = build.build_collection(str(source), tmp_path / "gpu", model=str(tiny_clip), device="cpu", progress=False)
     assert gpu.rows == cpu.rows and sorted(gpu.skipped) == sorted(cpu.skipped) and len(cpu.skipped) == 2
     assert not [f for f in opened if f.endswith(tuple(extension(k) for k in kinds))]
+
+
+def test_a_gpu_decoder_that_drops_images_loses_nothing(encoder) -> None:
+    """A decoder returning fewer images than files is not trusted: the files are decoded again."""
+    items = every_kind(1)
+
+    def short(datas):
+        return StandInDecoder()(datas)[:-1]
+
+    assert_same_as_cpu(encoder, items, list(gpu_embed_stream(encoder, batches(items, 8), decode=short)))

@@ -138,7 +138,10 @@ class HybridDecoder:
         if not datas:
             return []
         try:
-            return list(self.gpu_decode(datas))
+            images = list(self.gpu_decode(datas))
+            if len(images) != len(datas):
+                raise RuntimeError(f"the GPU decoder returned {len(images)} images for {len(datas)} files")
+            return images
         except Exception as exc:
             if is_out_of_memory(exc):
                 raise

@@ -15,6 +15,7 @@ compare it with the processor pixel for pixel (tests/test_gpu_preprocess.py).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -119,24 +120,25 @@ class ClipPreprocessing:
         if not images:
             raise ValueError("no images to preprocess")
         device = images[0].device
-        crop_h, crop_w = self.crop
-        out = torch.empty((len(images), 3, crop_h, crop_w), dtype=torch.float32, device=device)
         # Same-sized images are resized in one call (a collection of one camera's photos is one
-        # call a batch); bounded to _RESIZE_PIXELS of float at a time.
+        # call a batch); bounded to _RESIZE_PIXELS of float at a time. The pieces are put back in
+        # order by one stack on the device: indexing with a list would copy it from the host and
+        # make this thread wait for the GPU each time.
         groups: dict[tuple[int, int], list[int]] = {}
         for i, img in enumerate(images):
             if img.dim() != 3 or img.shape[0] != 3 or img.dtype != torch.uint8:
                 raise ValueError(f"expected uint8 [3, H, W], got {img.dtype} {tuple(img.shape)}")
             groups.setdefault((int(img.shape[1]), int(img.shape[2])), []).append(i)
+        pieces: list[Any] = [None] * len(images)
         for (height, width), members in groups.items():
             step = max(1, _RESIZE_PIXELS // (height * width))
             for lo in range(0, len(members), step):
                 idx = members[lo:lo + step]
-                stack = torch.stack([images[i] for i in idx]).float()
-                out[torch.as_tensor(idx, device=device)] = self._resize_crop(stack)
-        mean = torch.tensor(self.mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-        out = out.mul_(self.rescale).sub_(mean).div_(std)
+                resized = self._resize_crop(torch.stack([images[i] for i in idx]).float())
+                for j, i in enumerate(idx):
+                    pieces[i] = resized[j]
+        mean, std = _normalisation(self.mean, self.std, str(device))
+        out = torch.stack(pieces).mul_(self.rescale).sub_(mean).div_(std)
         return out if dtype is None else out.to(dtype)
 
     def _interpolate(self, stack: Any, size: tuple[int, int]) -> Any:
@@ -163,6 +165,17 @@ class ClipPreprocessing:
         crop_h, crop_w = self.crop
         top, left = (new_h - crop_h) // 2, (new_w - crop_w) // 2
         return stack[:, :, top:top + crop_h, left:left + crop_w]
+
+
+@functools.lru_cache(maxsize=8)
+def _normalisation(mean: tuple[float, ...], std: tuple[float, ...], device: str) -> tuple[Any, Any]:
+    """Mean and std as [1, 3, 1, 1] tensors on `device`, made once (a copy to the GPU waits for it)."""
+    import torch
+
+    def column(values: tuple[float, ...]) -> Any:
+        return torch.tensor(values, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+
+    return column(mean), column(std)
 
 
 def _pillow_orders_passes(processor: Any) -> bool:

@@ -100,8 +100,10 @@ def gpu_embed_stream(encoder: Encoder, batches: Iterable[tuple[list[int], Callab
                                   lambda idx: _preprocessed(decoder.decode(batch, idx), preprocessing, dtype))
                 positions = [p for part_positions, _, _ in parts for p in part_positions]
                 pixels = [px for _, px, _ in parts if px is not None]
+                # Unreadable and undecodable files in one list in position order, as the CPU stream lists them.
+                skipped = sorted(batch.encoded.skipped + [s for _, _, skips in parts for s in skips])
                 prepared = _Prepared(positions=positions, pixels=torch.cat(pixels) if pixels else None,
-                                     skipped=batch.encoded.skipped + [s for _, _, skips in parts for s in skips])
+                                     skipped=skipped)
                 if cuda:
                     prepared.ready = torch.cuda.Event()
                     prepared.ready.record(side)
