@@ -32,7 +32,8 @@ async def _loop_lag(stop: asyncio.Event, lags: list[float]) -> None:
 
 async def _run(collection: Path, users: int, k: int, heartbeat: float) -> dict:
     from bot.client import ImageBot
-    from bot.settings import RateLimit, Settings
+    from bot.library import Library, edition_of
+    from bot.settings import CollectionSpec, RateLimit, Settings
     from search_core.moderation import ModerationPolicy
     from search_core.search import SearchService
     from tests.fake_discord import FakeDiscord
@@ -45,9 +46,10 @@ async def _run(collection: Path, users: int, k: int, heartbeat: float) -> dict:
     async with FakeDiscord(heartbeat_interval=heartbeat) as fake:
         fake.install()
         lab = fake.add_guild("Lab", channels=["research"])
-        settings = Settings(discord_token=fake.token, collection_dir=collection,
+        spec = CollectionSpec("bench", Path(collection))
+        settings = Settings(discord_token=fake.token, collections=(spec,),
                             allowed_guilds=frozenset({lab.id}), rate_limit=RateLimit(5, 60.0), device="cpu")
-        bot = ImageBot(settings, service, policy, guild_ready_timeout=0.05)
+        bot = ImageBot(settings, Library([edition_of(spec, service, policy)]), guild_ready_timeout=0.05)
         task = asyncio.create_task(bot.start(fake.token))
         try:
             await fake.wait_ready()

@@ -7,16 +7,22 @@ line on stderr naming the variable to change, and a non-zero exit code; never a 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import sys
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from bot import redaction
 from bot.settings import ConfigError, Settings
 from search_core.encoder import quiet_model_loading
 from search_core.errors import CollectionError, DeviceError, ImageSearchError
 from search_core.listfile import read_list
+
+if TYPE_CHECKING:
+    from bot.library import Library
+    from search_core.moderation import ModerationPolicy
 
 log = logging.getLogger("bot")
 
@@ -54,46 +60,40 @@ def load_hidden(settings: Settings) -> list[str]:
                      error=ConfigError)
 
 
-def check_collection(settings: Settings) -> None:
-    """Refuse a collection whose files, manifest or index do not match (integrity.verify_collection).
-
-    Quick mode: everything but the image Arrow files is hashed (4-7 s for a million rows;
-    BENCHMARKS.md). It runs before the model loads and before the index is parsed, so damaged
-    index bytes are never read into FAISS.
-    """
-    from search_core.integrity import verify_collection
-
-    report = verify_collection(settings.collection_dir, quick=True)
-    if report.problems:
-        more = f" (and {len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
-        raise ConfigError(f"IMAGESEARCH_COLLECTION: {settings.collection_dir} does not match its manifest: "
-                          f"{report.problems[0]}{more}; `imagesearch verify {settings.collection_dir}` lists "
-                          "every problem; rebuild the collection or restore it from a copy.")
-
-
-def open_service(settings: Settings):
-    """Check and load the collection and its model; errors name the variable that points at the fault."""
-    from search_core.encoder import resolve_device
-    from search_core.search import SearchService
+def open_library(settings: Settings) -> Library:
+    """Open every collection, loading each distinct model once; errors name the variable at fault."""
+    from bot.library import Library, open_edition
+    from bot.shared_models import SharedModels
+    from search_core.encoder import Encoder, resolve_device
 
     hidden = load_hidden(settings)
     try:
-        resolve_device(settings.device)    # before the collection and the model: seconds, not minutes
+        resolve_device(settings.device)    # before the collections and models: seconds, not minutes
     except DeviceError as exc:
         raise ConfigError(f"IMAGESEARCH_DEVICE: {exc}") from exc
-    check_collection(settings)
-    try:
-        return SearchService.open(settings.collection_dir, model=settings.model_name, device=settings.device,
-                                  hidden_files=hidden)
-    except CollectionError as exc:
-        raise ConfigError(f"IMAGESEARCH_COLLECTION: {exc}") from exc
-    except ImageSearchError as exc:
-        key = "IMAGESEARCH_MODEL" if settings.model_name else "IMAGESEARCH_COLLECTION (its model)"
-        raise ConfigError(f"{key}: {exc}") from exc
+    models = SharedModels(lambda name: Encoder.load(name, device=settings.device),
+                          lambda encoder: load_policy(settings, encoder), override=settings.model_name)
+    editions = []
+    for spec in settings.collections:
+        where = settings.collections_key
+        if where == "IMAGESEARCH_COLLECTIONS":
+            where += f" ({spec.name})"
+        try:
+            editions.append(open_edition(spec, models, hidden))
+        except CollectionError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
+        except ConfigError:
+            raise
+        except ImageSearchError as exc:
+            key = "IMAGESEARCH_MODEL" if settings.model_name else f"{where}, its model"
+            raise ConfigError(f"{key}: {exc}") from exc
+    return Library(editions, settings.guild_collections,
+                   opener=functools.partial(open_edition, models=models, hidden_files=hidden))
 
 
-def load_policy(settings: Settings, encoder):
-    """The moderation policy, or None when neither a blocklist nor blocked concepts are configured."""
+def load_policy(settings: Settings, encoder) -> ModerationPolicy | None:
+    """The moderation policy for one model, or None when neither a blocklist nor blocked concepts
+    are configured. Blocked concepts are embedded by `encoder`, the model they will be compared with."""
     if settings.blocklist is None and settings.blocked_concepts is None:
         return None
     from search_core.moderation import ModerationPolicy
@@ -109,10 +109,10 @@ def load_policy(settings: Settings, encoder):
         raise ConfigError(f"IMAGESEARCH_BLOCKLIST / IMAGESEARCH_BLOCKED_CONCEPTS: {exc}") from exc
 
 
-async def run(settings: Settings, service, policy) -> None:
+async def run(settings: Settings, library: Library) -> None:
     from bot.client import ImageBot
 
-    async with ImageBot(settings, service, policy) as bot:
+    async with ImageBot(settings, library) as bot:
         await bot.start(settings.discord_token)
 
 
@@ -130,8 +130,7 @@ def main(env: Mapping[str, str] | None = None) -> int:
         return EXIT_CONFIG
     configure_logging(settings)
     try:
-        service = open_service(settings)
-        policy = load_policy(settings, service.encoder)
+        library = open_library(settings)
     except ConfigError as exc:
         print(f"imagesearch bot: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -144,7 +143,7 @@ def main(env: Mapping[str, str] | None = None) -> int:
     from bot.client import StartupError
 
     try:
-        asyncio.run(run(settings, service, policy))
+        asyncio.run(run(settings, library))
     except discord.LoginFailure:
         print("imagesearch bot: DISCORD_TOKEN was refused by Discord; copy the bot token again "
               "from the developer portal.", file=sys.stderr)

@@ -18,10 +18,10 @@ from bot.commandsync import CommandSync, CommandSyncError
 from bot.errors import ImageBotTree
 from bot.ratelimit import SlidingWindowLimiter
 from bot.settings import Settings
+from bot.watch import RebuildWatcher
 
 if TYPE_CHECKING:
-    from search_core.moderation import ModerationPolicy
-    from search_core.search import SearchService
+    from bot.library import Library
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +35,11 @@ class StartupError(Exception):
 
 
 class ImageBot(commands.Bot):
-    """Holds what every cog shares. The model is loaded before the bot starts, once per process."""
+    """Holds what every cog shares. The collections and their models are opened before the bot
+    starts, each model once per process (bot/shared_models.py)."""
 
-    def __init__(self, settings: Settings, service: SearchService, policy: ModerationPolicy | None = None,
-                 *, audit: AuditLog | None = None, workers: int = 1, **options: Any) -> None:
+    def __init__(self, settings: Settings, library: Library, *, audit: AuditLog | None = None, workers: int = 1,
+                 **options: Any) -> None:
         intents = discord.Intents.none()
         intents.guilds = True  # GUILD_CREATE tells us which guilds we are in, so we can leave the wrong ones
         options.setdefault("allowed_mentions", discord.AllowedMentions.none())
@@ -48,8 +49,8 @@ class ImageBot(commands.Bot):
         # of this process may hold its token or an interaction token from here on.
         redaction.install([settings.discord_token])
         self.settings = settings
-        self.service = service
-        self.policy = policy
+        self.library = library
+        self.watcher = RebuildWatcher(library, settings.reload_interval)
         self.audit = audit or AuditLog(settings.audit_log)
         self.limiter = SlidingWindowLimiter(settings.rate_limit.count, settings.rate_limit.seconds)
         self.command_sync = CommandSync(self)
@@ -80,6 +81,7 @@ class ImageBot(commands.Bot):
             await self.command_sync.sync_all()
         except CommandSyncError as exc:
             raise StartupError(str(exc)) from exc
+        self.watcher.start()
 
     async def on_guild_join(self, guild: discord.Guild) -> None:
         await self.command_sync.sync_joined(guild)
@@ -89,6 +91,7 @@ class ImageBot(commands.Bot):
                  len(self.guilds))
 
     async def close(self) -> None:
+        self.watcher.stop()
         try:
             await super().close()
         finally:

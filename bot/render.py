@@ -83,9 +83,9 @@ def hit_line(hit: Any, limit: int = LINE_LIMIT) -> str:
 
 
 def results_embed(label: str, hits: Sequence[Any], *, offset: int, total: int | None,
-                  image_url: str | None, weak_match: bool = False) -> discord.Embed:
+                  image_url: str | None, weak_match: bool = False, collection: str | None = None) -> discord.Embed:
     """One embed: title, [the weak-match line,] one line per hit, the contact sheet as its image,
-    a page footer."""
+    a footer naming the page and the collection searched."""
     title = clip(f"Results for {label}", EMBED_TITLE_LIMIT)
     if hits:
         warning = [WEAK_MATCH_LINE] if weak_match else []
@@ -98,11 +98,14 @@ def results_embed(label: str, hits: Sequence[Any], *, offset: int, total: int | 
                           description=clip(description, EMBED_DESCRIPTION_LIMIT))
     if image_url:
         embed.set_image(url=image_url)
+    where = [collection] if collection else []
     if hits:
         first, last = offset + 1, offset + len(hits)
         of = f" of {total}" if total is not None else ""
-        embed.set_footer(text=clip(f"Results {first}–{last}{of} · numbers match the contact sheet",
-                                   EMBED_FOOTER_LIMIT))
+        embed.set_footer(text=clip(" · ".join([f"Results {first}–{last}{of}", *where,
+                                               "numbers match the contact sheet"]), EMBED_FOOTER_LIMIT))
+    elif where:
+        embed.set_footer(text=clip(f"Collection: {collection}", EMBED_FOOTER_LIMIT))
     return embed
 
 

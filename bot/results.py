@@ -30,10 +30,14 @@ class Query:
     image) is set; the year filters and page size carry over to every page. `group_row` lists the
     near-identical images grouped with that row instead, ranked by `vector` when there is one.
     `text_query`: the vector is a prompt's alone, so the page says whether it is a weak match.
+    `collection` and `version` name the edition it was asked of (bot/library.py): a later page of
+    a collection rebuilt since is refused, not searched in the new build.
     """
 
     label: str
     k: int
+    collection: str
+    version: str
     vector: np.ndarray | None = None
     row: int | None = None
     year_from: int | None = None

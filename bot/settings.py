@@ -9,6 +9,7 @@ not end up in a log).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,39 @@ class ConfigError(ImageSearchError):
     """One or more configuration values are missing or invalid; the message names them all."""
 
 
+# A collection name: what users pick in the command's `collection` option and what the audit log
+# records. Letters, digits, '.', '-', '_' and inner spaces, so that it can never hold the separators
+# of IMAGESEARCH_COLLECTIONS / IMAGESEARCH_GUILD_COLLECTIONS (, = ; : |); 50 characters leave room
+# for rows and years in an autocomplete choice (100 characters).
+NAME_PATTERN = re.compile(r"[^\W_](?:[\w. -]{0,48}[\w.-])?")
+NAME_RULE = "letters, digits, '.', '-', '_' and inner spaces, at most 50 characters"
+
+
+def name_from_folder(path: Path) -> str:
+    """The name of the one collection given by IMAGESEARCH_COLLECTION: its folder's name, with
+    characters a name may not hold replaced by '-' (so any folder works)."""
+    name = re.sub(r"[^\w.-]+", "-", path.resolve().name).strip("-._")[:50].strip("-._")
+    return name or "collection"
+
+
+def _safe_to_show(name: str) -> bool:
+    """A name that follows NAME_PATTERN is shown in an error; anything else may be a pasted secret."""
+    return NAME_PATTERN.fullmatch(name) is not None and len(name) <= 32
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    """One collection the bot serves: the name users pick and the folder it is read from."""
+
+    name: str
+    path: Path
+
+    @property
+    def key(self) -> str:
+        """Names match case-insensitively: "Maps" typed by a user finds the collection "maps"."""
+        return self.name.casefold()
+
+
 @dataclass(frozen=True)
 class RateLimit:
     """At most `count` searches per user in any window of `seconds`."""
@@ -57,7 +91,13 @@ class RateLimit:
 class Settings:
     # repr=False: a Settings printed in a log line or a traceback never shows the token.
     discord_token: str = field(repr=False)
-    collection_dir: Path
+    # In IMAGESEARCH_COLLECTIONS order; the first is the default where a server may use it.
+    collections: tuple[CollectionSpec, ...]
+    # A server listed here may search only these collections (the first is its default); any other
+    # allowed server may search every collection.
+    guild_collections: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
+    # Which variable named the collections, for error messages: IMAGESEARCH_COLLECTION(S).
+    collections_key: str = "IMAGESEARCH_COLLECTIONS"
     allowed_guilds: frozenset[int] = frozenset()
     # None: every channel of an allowed guild; a set: only these channels (and their threads).
     allowed_channels: frozenset[int] | None = None
@@ -73,17 +113,29 @@ class Settings:
     max_k: int = HARD_MAX_K
     dev_guild_id: int | None = None
     log_level: str = "INFO"
+    # Seconds between checks for a rebuilt collection (a stat of each manifest.json); 0: never.
+    reload_interval: float = 10.0
+
+    def collection_names(self, guild_id: int | None) -> tuple[str, ...]:
+        """The collections a server may search, its default first."""
+        if guild_id is not None and guild_id in self.guild_collections:
+            return self.guild_collections[guild_id]
+        return tuple(spec.name for spec in self.collections)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Parse and check every key; raise ConfigError naming all the bad ones."""
         p = _Parser(env)
         token = p.token("DISCORD_TOKEN")
-        collection = p.collection("IMAGESEARCH_COLLECTION")
+        collections_key, collections = p.collections("IMAGESEARCH_COLLECTIONS", "IMAGESEARCH_COLLECTION")
+        allowed_guilds = p.ids("IMAGESEARCH_ALLOWED_GUILDS") or frozenset()
         settings = dict(  # noqa: C408 - keyword form reads like the Settings fields
             discord_token=token,
-            collection_dir=collection,
-            allowed_guilds=p.ids("IMAGESEARCH_ALLOWED_GUILDS") or frozenset(),
+            collections=collections,
+            guild_collections=p.guild_collections("IMAGESEARCH_GUILD_COLLECTIONS", collections, allowed_guilds,
+                                                  collections_key),
+            collections_key=collections_key,
+            allowed_guilds=allowed_guilds,
             allowed_channels=p.ids("IMAGESEARCH_ALLOWED_CHANNELS"),
             blocklist=p.readable_file("IMAGESEARCH_BLOCKLIST"),
             blocked_concepts=p.readable_file("IMAGESEARCH_BLOCKED_CONCEPTS"),
@@ -97,6 +149,7 @@ class Settings:
             max_k=p.int_in("IMAGESEARCH_MAX_K", 1, HARD_MAX_K, default=HARD_MAX_K),
             dev_guild_id=p.one_id("IMAGESEARCH_DEV_GUILD"),
             log_level=p.log_level("IMAGESEARCH_LOG_LEVEL"),
+            reload_interval=p.seconds("IMAGESEARCH_RELOAD_INTERVAL", default=10.0),
         )
         dev_guild = settings["dev_guild_id"]
         if dev_guild is not None and dev_guild not in settings["allowed_guilds"]:
@@ -134,17 +187,94 @@ class _Parser:
             return ""
         return value
 
-    def collection(self, key: str) -> Path:
-        value = self._get(key)
-        if value is None:
-            self.bad(key, "is required (the folder of a collection built with `imagesearch build`)")
-            return Path()
+    def collections(self, key: str, single_key: str) -> tuple[str, tuple[CollectionSpec, ...]]:
+        """IMAGESEARCH_COLLECTIONS=name=path,name=path, or the single IMAGESEARCH_COLLECTION (named
+        after its folder); returns the variable used and the collections, in order."""
+        listed, single = self._get(key), self._get(single_key)
+        if listed is not None and single is not None:
+            self.bad(single_key, f"and {key} are both set; keep one ({key} for several collections)")
+            return key, ()
+        if listed is None:
+            if single is None:
+                self.bad(single_key, "is required (the folder of a collection built with `imagesearch build`), "
+                                     f"or {key}=name=folder,name=folder for several")
+                return single_key, ()
+            path = self._folder(single_key, single, "")
+            return single_key, (CollectionSpec(name_from_folder(path), path),)
+        specs: list[CollectionSpec] = []
+        seen: dict[str, str] = {}
+        for number, entry in enumerate((e.strip() for e in listed.split(",")), start=1):
+            if not entry:
+                continue
+            name, sep, folder = (part.strip() for part in entry.partition("="))
+            if not sep or not name or not folder:
+                self.bad(key, f"entry {number} must look like name=folder (entries separated by commas)")
+                continue
+            if NAME_PATTERN.fullmatch(name) is None:
+                self.bad(key, f"entry {number}: a collection name may hold {NAME_RULE}")
+                continue
+            if name.casefold() in seen:
+                self.bad(key, f"names the collection {name} twice (names are compared ignoring case)")
+                continue
+            seen[name.casefold()] = name
+            specs.append(CollectionSpec(name, self._folder(key, folder, f" ({name})")))
+        if not specs and not any(key in problem for problem in self.problems):
+            self.bad(key, "lists no collection; write name=folder,name=folder")
+        return key, tuple(specs)
+
+    def _folder(self, key: str, value: str, which: str) -> Path:
         path = Path(value).expanduser()
         if not path.is_dir():
-            self.bad(key, "does not name an existing folder")
+            self.bad(key, f"does not name an existing folder{which}")
         elif not (path / MANIFEST).is_file():
-            self.bad(key, f"is not a built collection (no {MANIFEST})")
+            self.bad(key, f"is not a built collection{which} (no {MANIFEST})")
         return path
+
+    def guild_collections(self, key: str, collections: tuple[CollectionSpec, ...], allowed_guilds: frozenset[int],
+                          collections_key: str) -> dict[int, tuple[str, ...]]:
+        """guild_id:name|name;guild_id:name -> {guild id: collection names, as spelled in the list}."""
+        value = self._get(key)
+        if value is None:
+            return {}
+        by_key = {spec.key: spec.name for spec in collections}
+        out: dict[int, tuple[str, ...]] = {}
+        for number, entry in enumerate((e.strip() for e in value.split(";")), start=1):
+            if not entry:
+                continue
+            guild, sep, names_text = (part.strip() for part in entry.partition(":"))
+            names = [n.strip() for n in names_text.split("|")]
+            if not sep or not guild or not all(names):
+                self.bad(key, f"entry {number} must look like server_id:name|name (entries separated by ';')")
+                continue
+            if not _is_discord_id(guild):
+                self.bad(key, f"entry {number}: {_describe(guild)} ({ID_HINT})")
+                continue
+            guild_id = int(guild)
+            if guild_id in out:
+                self.bad(key, f"lists server {guild_id} twice")
+                continue
+            if guild_id not in allowed_guilds:
+                self.bad(key, f"lists server {guild_id}, which is not in IMAGESEARCH_ALLOWED_GUILDS")
+            unknown = [n for n in names if n.casefold() not in by_key]
+            if unknown and collections:
+                shown = ", ".join(n if _safe_to_show(n) else "(a name that is not shown)" for n in unknown)
+                self.bad(key, f"entry {number} names a collection that is not in {collections_key}: {shown}")
+                continue
+            out[guild_id] = tuple(dict.fromkeys(by_key.get(n.casefold(), n) for n in names))
+        return out
+
+    def seconds(self, key: str, *, default: float) -> float:
+        value = self._get(key)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            number = -1.0
+        if not 0 <= number <= 86_400:
+            self.bad(key, "must be a number of seconds from 0 (off) to 86400, e.g. 10")
+            return default
+        return number
 
     def text(self, key: str) -> str | None:
         return self._get(key)

@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from bot import render
-from bot.errors import report_error, send_private
+from bot.errors import Refusal, report_error, send_private
 from bot.ratelimit import charge
 from bot.results import Query, RenderedPage, render_page
 
 if TYPE_CHECKING:
     from bot.client import ImageBot
+    from bot.library import Edition
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +50,18 @@ def upload_limit(interaction: discord.Interaction) -> int:
     return int(getattr(interaction, "filesize_limit", 0) or 10 * 1024 * 1024)
 
 
-async def draw_page(bot: ImageBot, interaction: discord.Interaction, query: Query, offset: int) -> RenderedPage:
-    """Search one page and draw its contact sheet, off the event loop, for this interaction.
+async def draw_page(bot: ImageBot, interaction: discord.Interaction, query: Query, offset: int,
+                    edition: Edition) -> RenderedPage:
+    """Search one page of `edition` and draw its contact sheet, off the event loop, for this interaction.
 
     Where the bot may not attach files (`app_permissions`, sent with each interaction) the sheet is
     not drawn at all: the page is searched and shown as text (see `result_message`). Every action
-    that shows a page goes through here, after `bot.ratelimit.charge`.
+    that shows a page goes through here, after `bot.ratelimit.charge`; a pager passes
+    `bot.library.edition_for(...)`, the command the edition it encoded the query with.
     """
     if interaction.app_permissions.attach_files:
-        return await bot.run_blocking(render_page, bot.service, query, offset, upload_limit(interaction))
-    page = await bot.run_blocking(query.fetch, bot.service, offset)
+        return await bot.run_blocking(render_page, edition.service, query, offset, upload_limit(interaction))
+    page = await bot.run_blocking(query.fetch, edition.service, offset)
     return RenderedPage(page=page, sheet=None, extension="png")
 
 
@@ -74,7 +77,7 @@ def result_message(query: Query, rendered: RenderedPage, permissions: discord.Pe
     notes = [render.NO_SHEET_NOTE] if page.hits and not permissions.attach_files else []
     embed = render.results_embed(query.label, page.hits, offset=page.offset, total=page.total_eligible,
                                  image_url=f"attachment://{rendered.filename}" if attach else None,
-                                 weak_match=page.weak_match is True)
+                                 weak_match=page.weak_match is True, collection=query.collection)
     files = [discord.File(io.BytesIO(rendered.sheet), filename=rendered.filename,
                           description="Contact sheet of the results")] if attach else []
     if not permissions.embed_links:
@@ -150,14 +153,25 @@ class ResultPager(discord.ui.View):
             if offset == self.page.offset or (step > 0 and not self.page.has_next):
                 await self._acknowledge(interaction)
                 return
-            charge(self.bot, interaction, "page", offset=offset)
+            edition = self._edition(interaction, "page")
+            charge(self.bot, interaction, "page", offset=offset, collection=self.query.collection)
             await self._acknowledge(interaction)
-            rendered = await draw_page(self.bot, interaction, self.query, offset)
+            rendered = await draw_page(self.bot, interaction, self.query, offset, edition)
             self.page = rendered.page
             self._refresh_items()
             parts = result_message(self.query, rendered, interaction.app_permissions)
             await interaction.edit_original_response(content=parts["content"], embed=parts["embed"],
                                                      attachments=parts["files"], view=self)
+
+    def _edition(self, interaction: discord.Interaction, action: str) -> Edition:
+        """The edition these results came from; a private "search again" once it was rebuilt."""
+        try:
+            return self.bot.library.edition_for(self.query.collection, self.query.version)
+        except Refusal as refusal:
+            self.bot.audit.record(action, allowed=False, reason=refusal.reason, user_id=interaction.user.id,
+                                  guild_id=interaction.guild_id, channel_id=interaction.channel_id,
+                                  collection=self.query.collection)
+            raise
 
     async def _acknowledge(self, interaction: discord.Interaction) -> None:
         """An update of this message (the 3-second clock stops); the press's token is the freshest
@@ -177,29 +191,33 @@ class ResultPager(discord.ui.View):
                        options=[discord.SelectOption(label="-", value="-1")])
     async def more_like_this(self, interaction: discord.Interaction, select: discord.ui.Select) -> None:
         """A new search from a chosen hit's own embedding, posted as a new message with its own pager."""
-        await self._search_from_hit(interaction, int(select.values[0]), "more_like_this", lambda hit: Query(
+        await self._search_from_hit(interaction, int(select.values[0]), "more_like_this", lambda hit, edition: Query(
             label=f"more like {render.clip(hit.file_name, 80)}", k=self.query.k, row=hit.row,
+            collection=edition.name, version=edition.version,
             year_from=self.query.year_from, year_to=self.query.year_to))
 
     async def show_group(self, interaction: discord.Interaction, row: int) -> None:
         """The near-identical images a hit stands for, as a new message with its own pager, ranked
         by this search's query (or by likeness to the hit, for "more like this" results)."""
-        await self._search_from_hit(interaction, row, "expand_group", lambda hit: Query(
+        await self._search_from_hit(interaction, row, "expand_group", lambda hit, edition: Query(
             label=f"the {hit.group_size} near-identical of {render.clip(hit.file_name, 80)}", k=self.query.k,
+            collection=edition.name, version=edition.version,
             vector=self.query.vector, group_row=hit.row, year_from=self.query.year_from,
             year_to=self.query.year_to))
 
     async def _search_from_hit(self, interaction: discord.Interaction, row: int, action: str,
-                               make_query: Callable[[Any], Query]) -> None:
-        """Charge, defer privately and post `make_query(hit)`'s results for a hit of this page."""
+                               make_query: Callable[[Any, Edition], Query]) -> None:
+        """Charge, defer privately and post `make_query(hit, edition)`'s results for a hit of this
+        page, in the edition these results came from (a private "search again" once it was rebuilt)."""
         hit = next((h for h in self.page.hits if h.row == row), None)
         if hit is None:
             await send_private(interaction, "That result is no longer on this page.")
             return
-        charge(self.bot, interaction, action, row=row)
+        edition = self._edition(interaction, action)
+        charge(self.bot, interaction, action, row=row, collection=edition.name)
         await defer_privately(interaction)
-        query = make_query(hit)
-        await send_results(self.bot, interaction, query, await draw_page(self.bot, interaction, query, 0))
+        query = make_query(hit, edition)
+        await send_results(self.bot, interaction, query, await draw_page(self.bot, interaction, query, 0, edition))
 
     async def on_timeout(self) -> None:
         LIVE_PAGERS.pop(self.nonce, None)

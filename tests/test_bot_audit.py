@@ -7,14 +7,14 @@ import json
 import logging
 import threading
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from bot import audit as audit_module
 from bot.audit import AuditLog
 from bot.client import ImageBot
-from bot.settings import Settings
+from bot.library import Library
+from bot.settings import CollectionSpec, Settings
 
 
 @pytest.fixture
@@ -90,8 +90,9 @@ async def test_bot_close_flushes_the_audit_log(tmp_path: Path, collection_dir: P
                                                stalled_disk: threading.Event) -> None:
     """ImageBot.close() returns only when the lines queued before it are on disk."""
     path = tmp_path / "audit.jsonl"
-    settings = Settings(discord_token="unused-token-value", collection_dir=collection_dir, audit_log=path)
-    bot = ImageBot(settings, SimpleNamespace(encoder=None))
+    settings = Settings(discord_token="unused-token-value", collections=(CollectionSpec("sample", collection_dir),),
+                        audit_log=path)
+    bot = ImageBot(settings, Library([]))
     for i in range(50):
         bot.audit.record("search", allowed=True, user_id=i)
     threading.Timer(0.2, stalled_disk.set).start()

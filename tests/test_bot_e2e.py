@@ -24,7 +24,8 @@ from PIL import Image
 from bot import redaction, views
 from bot.client import ImageBot
 from bot.cogs.guard import CHANNEL_REFUSAL, DM_REFUSAL, GUILD_REFUSAL
-from bot.settings import RateLimit, Settings
+from bot.library import Library, edition_of
+from bot.settings import CollectionSpec, RateLimit, Settings
 from search_core.images import load_query_image
 from search_core.moderation import ModerationPolicy
 from search_core.search import SearchService
@@ -138,12 +139,13 @@ async def env(service, policy_and_images, collection_dir, tmp_path_factory):
         fake.set_app_permissions(lab, permissions_without(ATTACH_FILES), channel="no-files")
         fake.set_app_permissions(lab, permissions_without(EMBED_LINKS), channel="no-embeds")
         fake.set_app_permissions(lab, permissions_without(ATTACH_FILES, EMBED_LINKS), channel="bare")
-        settings = Settings(discord_token=fake.token, collection_dir=collection_dir,
+        spec = CollectionSpec("sample", collection_dir)
+        settings = Settings(discord_token=fake.token, collections=(spec,),
                             allowed_guilds=frozenset({lab.id, archive.id}),
                             allowed_channels=frozenset([*(lab.channels[c] for c in ALLOWED_CHANNELS),
                                                         archive.channels["stacks"]]),
                             rate_limit=RATE, audit_log=audit, device="cpu")
-        bot = ImageBot(settings, service, policy, guild_ready_timeout=0.05)
+        bot = ImageBot(settings, Library([edition_of(spec, service, policy)]), guild_ready_timeout=0.05)
         task = asyncio.create_task(bot.start(fake.token))
         try:
             await fake.wait_ready()
@@ -223,11 +225,12 @@ def public_messages(fake: FakeDiscord, inter: FakeInteraction) -> list[FakeMessa
 
 async def test_command_registered_with_described_options(env: Env) -> None:
     """/imagesearch is registered in the allowed guild (not globally) with prompt, image, k (1-25),
-    year_from, year_to, each described."""
+    year_from, year_to and collection (autocompleted), each described."""
     assert env.fake.commands() == []
     (command,) = [c for c in env.fake.commands(env.lab.id) if c["name"] == "imagesearch"]
     options = {o["name"]: o for o in command["options"]}
-    assert list(options) == ["prompt", "image", "k", "year_from", "year_to"]
+    assert list(options) == ["prompt", "image", "k", "year_from", "year_to", "collection"]
+    assert options["collection"]["autocomplete"] and options["collection"]["type"] == 3
     assert (options["prompt"]["type"], options["image"]["type"], options["k"]["type"]) == (3, 11, 4)
     assert (options["k"]["min_value"], options["k"]["max_value"]) == (1, 25)
     assert all(o["description"] and not o.get("required") for o in options.values())
@@ -731,7 +734,7 @@ async def test_a_broken_collection_is_not_described_to_the_user(env: Env, monkey
     def broken(row: int, size: int) -> Any:
         raise CollectionError("Cannot read image 3 in /srv/private/collection/dataset: gone")
 
-    monkeypatch.setattr(env.bot.service.collection, "thumbnail", broken)   # what a results page reads
+    monkeypatch.setattr(env.bot.library.current("sample").service.collection, "thumbnail", broken)   # what a results page reads
     inter = await env.search(prompt="a ship")
     reply = await private_reply(inter)
     assert reply.content.startswith("Something went wrong (ref ")

@@ -153,9 +153,9 @@ def test_hidden_list_skips_blank_lines_and_comments(tmp_path: Path, fake_collect
     assert load_hidden(settings) == ["000499442_0_000579_1_[Poems]_1850.jpg", "b.jpg"]
 
 
-def test_open_service_applies_the_hidden_list(tmp_path: Path, collection_dir: Path, sample_images) -> None:
+def test_open_library_applies_the_hidden_list(tmp_path: Path, collection_dir: Path, sample_images) -> None:
     """IMAGESEARCH_HIDDEN reaches the search service: a listed image never comes back, even searched for itself."""
-    from bot.__main__ import open_service
+    from bot.__main__ import open_library
     from search_core.images import load_query_image
 
     target = sample_images[1][3].path
@@ -163,7 +163,8 @@ def test_open_service_applies_the_hidden_list(tmp_path: Path, collection_dir: Pa
     hidden.write_text(target.name + "\n", encoding="utf-8")
     settings = Settings.from_env({"DISCORD_TOKEN": TOKEN, "IMAGESEARCH_COLLECTION": str(collection_dir),
                                   "IMAGESEARCH_HIDDEN": str(hidden), "IMAGESEARCH_DEVICE": "cpu"})
-    service = open_service(settings)
+    (edition,) = open_library(settings)
+    service = edition.service
     page = service.search(image=load_query_image(target.read_bytes()), k=24)
     assert page.hits and target.name not in {hit.file_name for hit in page.hits}
 
@@ -200,3 +201,132 @@ def test_debug_logging_keeps_url_loggers_at_info(env: dict[str, str]) -> None:
     record = logging.getLogger("any.library").makeRecord("any.library", logging.DEBUG, __file__, 1,
                                                         "token %s", (env["DISCORD_TOKEN"],), None)
     assert env["DISCORD_TOKEN"] not in record.getMessage() and redaction.REDACTED in record.getMessage()
+
+
+# --- Several collections ------------------------------------------------------------------------
+
+@pytest.fixture
+def folders(tmp_path: Path) -> dict[str, Path]:
+    """Three folders that pass the settings check, named after their collections."""
+    out = {}
+    for name in ("maps", "Broadsides", "plates"):
+        folder = tmp_path / f"{name}-folder"
+        folder.mkdir()
+        (folder / "manifest.json").write_text(json.dumps({"format_version": 1}), encoding="utf-8")
+        out[name] = folder
+    return out
+
+
+def _several(folders: dict[str, Path], **extra: str) -> dict[str, str]:
+    listed = ",".join(f"{name}={path}" for name, path in folders.items())
+    return {"DISCORD_TOKEN": TOKEN, "IMAGESEARCH_COLLECTIONS": listed, "IMAGESEARCH_ALLOWED_GUILDS": GUILD, **extra}
+
+
+def test_several_collections_keep_their_order_and_names(folders: dict[str, Path]) -> None:
+    """IMAGESEARCH_COLLECTIONS=name=path,...: every collection, in order; the first is every server's default."""
+    s = Settings.from_env(_several(folders))
+    assert [(c.name, c.path) for c in s.collections] == list(folders.items())
+    assert s.collections_key == "IMAGESEARCH_COLLECTIONS"
+    assert s.collection_names(int(GUILD)) == ("maps", "Broadsides", "plates")
+    assert s.collection_names(None) == ("maps", "Broadsides", "plates")
+
+
+def test_one_collection_is_named_after_its_folder(fake_collection: Path, tmp_path: Path) -> None:
+    """The single IMAGESEARCH_COLLECTION keeps working, as one collection named after its folder;
+    a folder name with characters a name may not hold is tidied, not refused."""
+    s = Settings.from_env({"DISCORD_TOKEN": TOKEN, "IMAGESEARCH_COLLECTION": str(fake_collection)})
+    assert [(c.name, c.path) for c in s.collections] == [("collection", fake_collection)]
+    assert s.collections_key == "IMAGESEARCH_COLLECTION"
+    odd = tmp_path / "BL: plates, 1800s (draft)"
+    odd.mkdir()
+    (odd / "manifest.json").write_text("{}", encoding="utf-8")
+    s = Settings.from_env({"DISCORD_TOKEN": TOKEN, "IMAGESEARCH_COLLECTION": str(odd)})
+    assert s.collections[0].name == "BL-plates-1800s-draft"
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("maps", "entry 1 must look like name=folder"),
+    ("maps=", "entry 1 must look like name=folder"),
+    ("=/tmp", "entry 1 must look like name=folder"),
+    ("{maps},-x={maps}", "entry 2: a collection name may hold"),
+    ("{maps},MAPS={plates}", "names the collection MAPS twice"),
+    ("{maps},plates=/nonexistent/folder", "does not name an existing folder (plates)"),
+    (",", "lists no collection"),
+])
+def test_a_bad_collections_list_is_named(folders: dict[str, Path], value: str, expected: str) -> None:
+    """Bad syntax, a bad or duplicate name (names ignore case) and a missing folder each name
+    IMAGESEARCH_COLLECTIONS and the entry."""
+    value = value.replace("{maps}", f"maps={folders['maps']}").replace("{plates}", str(folders["plates"]))
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"DISCORD_TOKEN": TOKEN, "IMAGESEARCH_COLLECTIONS": value})
+    message = str(info.value)
+    assert "IMAGESEARCH_COLLECTIONS" in message and expected in message and "\n" not in message
+
+
+def test_collection_and_collections_together_are_refused(folders: dict[str, Path], fake_collection: Path) -> None:
+    env = _several(folders, IMAGESEARCH_COLLECTION=str(fake_collection))
+    with pytest.raises(ConfigError, match="IMAGESEARCH_COLLECTION and IMAGESEARCH_COLLECTIONS are both set"):
+        Settings.from_env(env)
+
+
+def test_guild_collections_limit_a_server_in_its_own_order(folders: dict[str, Path]) -> None:
+    """A listed server may search only its collections, its first listed is its default; names
+    match ignoring case and are kept as IMAGESEARCH_COLLECTIONS spells them; other servers get all."""
+    other = "323456789012345678"
+    env = _several(folders, IMAGESEARCH_ALLOWED_GUILDS=f"{GUILD},{other}",
+                   IMAGESEARCH_GUILD_COLLECTIONS=f" {GUILD}: plates | broadsides ; ")
+    s = Settings.from_env(env)
+    assert s.guild_collections == {int(GUILD): ("plates", "Broadsides")}
+    assert s.collection_names(int(GUILD)) == ("plates", "Broadsides")
+    assert s.collection_names(int(other)) == ("maps", "Broadsides", "plates")
+
+
+@pytest.mark.parametrize("value, expected", [
+    (f"{GUILD}", "entry 1 must look like server_id:name|name"),
+    (f"{GUILD}:", "entry 1 must look like server_id:name|name"),
+    (f"{GUILD}:maps||plates", "entry 1 must look like server_id:name|name"),
+    ("lab:maps", "entry 1: an entry is not a number"),
+    ("12:maps", "entry 1: 12 has 2 digits"),
+    (f"{GUILD}:maps;{GUILD}:plates", f"lists server {GUILD} twice"),
+    ("423456789012345678:maps", "lists server 423456789012345678, which is not in IMAGESEARCH_ALLOWED_GUILDS"),
+    (f"{GUILD}:maps|charts", "entry 1 names a collection that is not in IMAGESEARCH_COLLECTIONS: charts"),
+])
+def test_a_bad_guild_collections_list_is_named(folders: dict[str, Path], value: str, expected: str) -> None:
+    """Bad syntax, a bad or repeated server id, a server the bot may not stay in and an unknown
+    collection name each name IMAGESEARCH_GUILD_COLLECTIONS and what is wrong."""
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(_several(folders, IMAGESEARCH_GUILD_COLLECTIONS=value))
+    message = str(info.value)
+    assert "IMAGESEARCH_GUILD_COLLECTIONS" in message and expected in message and "\n" not in message
+
+
+def test_an_unknown_name_that_may_be_a_secret_is_not_echoed(folders: dict[str, Path]) -> None:
+    """A token pasted where a collection name belongs is not repeated in the error."""
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(_several(folders, IMAGESEARCH_GUILD_COLLECTIONS=f"{GUILD}:{TOKEN}"))
+    assert TOKEN not in str(info.value) and "not in IMAGESEARCH_COLLECTIONS" in str(info.value)
+
+
+@pytest.mark.parametrize("value, expected", [(None, 10.0), ("0", 0.0), ("2.5", 2.5)])
+def test_reload_interval(env: dict[str, str], value: str | None, expected: float) -> None:
+    if value is not None:
+        env["IMAGESEARCH_RELOAD_INTERVAL"] = value
+    assert Settings.from_env(env).reload_interval == expected
+
+
+@pytest.mark.parametrize("value", ["-1", "soon", "nan", "1e9"])
+def test_a_bad_reload_interval_is_named(env: dict[str, str], value: str) -> None:
+    env["IMAGESEARCH_RELOAD_INTERVAL"] = value
+    with pytest.raises(ConfigError, match="IMAGESEARCH_RELOAD_INTERVAL must be a number of seconds"):
+        Settings.from_env(env)
+
+
+def test_main_names_the_collection_that_cannot_be_opened(capsys: pytest.CaptureFixture[str], collection_dir: Path,
+                                                         fake_collection: Path) -> None:
+    """With several collections, a broken one stops start-up in one line naming the variable and the collection."""
+    code = main({"DISCORD_TOKEN": TOKEN, "IMAGESEARCH_DEVICE": "cpu",
+                 "IMAGESEARCH_COLLECTIONS": f"good={collection_dir},broken={fake_collection}"})
+    out, err = capsys.readouterr()
+    lines = [line for line in err.splitlines() if line.startswith("imagesearch bot:")]
+    assert code != 0 and len(lines) == 1 and "IMAGESEARCH_COLLECTIONS (broken):" in lines[0]
+    assert "Traceback" not in err + out

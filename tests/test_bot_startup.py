@@ -9,7 +9,6 @@ import types
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from types import SimpleNamespace
 
 import discord.http
 import pytest
@@ -18,7 +17,8 @@ import torch
 from bot import client as client_module
 from bot.__main__ import EXIT_CONFIG, EXIT_UNREACHABLE, main
 from bot.client import ImageBot, StartupError
-from bot.settings import Settings
+from bot.library import Library
+from bot.settings import CollectionSpec, Settings
 from tests.fake_discord import FakeDiscord
 from tests.fake_discord.models import snowflake
 
@@ -26,7 +26,8 @@ pytestmark = pytest.mark.timeout(90)
 
 
 def _settings(fake: FakeDiscord, collection_dir, **extra) -> Settings:
-    return Settings(discord_token=fake.token, collection_dir=collection_dir, device="cpu", **extra)
+    return Settings(discord_token=fake.token, collections=(CollectionSpec("sample", collection_dir),), device="cpu",
+                    **extra)
 
 
 def _command_writes(fake: FakeDiscord, since: int = 0) -> list:
@@ -37,7 +38,7 @@ def _command_writes(fake: FakeDiscord, since: int = 0) -> list:
 @asynccontextmanager
 async def running(fake: FakeDiscord, settings: Settings) -> AsyncIterator[ImageBot]:
     """The real bot core (no model: these tests never search), started and ready, then closed."""
-    bot = ImageBot(settings, SimpleNamespace(encoder=None), None, guild_ready_timeout=0.05)
+    bot = ImageBot(settings, Library([]), guild_ready_timeout=0.05)
     task = asyncio.create_task(bot.start(fake.token))
     try:
         await asyncio.wait_for(bot.wait_until_ready(), 20)
@@ -139,11 +140,10 @@ async def test_a_failed_extension_stops_start_up_without_syncing(collection_dir,
     """An extension that fails to load raises StartupError before any command sync: syncing then
     would replace /imagesearch everywhere with an empty command set."""
     monkeypatch.setattr(client_module, "EXTENSIONS", ("bot.cogs.guard", "bot.cogs.no_such_cog"))
-    service = SimpleNamespace(encoder=None)
     async with FakeDiscord() as fake:
         fake.install()
         fake.add_guild("Lab")
-        bot = ImageBot(_settings(fake, collection_dir), service, None, guild_ready_timeout=0.05)
+        bot = ImageBot(_settings(fake, collection_dir), Library([]), guild_ready_timeout=0.05)
         with pytest.raises(StartupError, match="bot.cogs.no_such_cog"):
             await asyncio.wait_for(bot.start(fake.token), 20)
         await bot.close()
@@ -158,7 +158,7 @@ async def test_a_refused_sync_names_the_likely_cause(collection_dir):
         lab = fake.add_guild("Lab")
         fake.fail_next("PUT", r"/commands", status=403)
         settings = _settings(fake, collection_dir, allowed_guilds=frozenset({lab.id}))
-        bot = ImageBot(settings, SimpleNamespace(encoder=None), None, guild_ready_timeout=0.05)
+        bot = ImageBot(settings, Library([]), guild_ready_timeout=0.05)
         with pytest.raises(StartupError, match="applications.commands") as err:
             await asyncio.wait_for(bot.start(fake.token), 20)
         assert str(lab.id) in str(err.value)

@@ -23,7 +23,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import render
-from bot.cogs.guard import allowed_place
+from bot.cogs.guard import allowed_place, place_refusal
 from bot.errors import Refusal, send_private
 from bot.ratelimit import charge
 from bot.results import Query
@@ -42,6 +42,7 @@ from search_core.search import check_prompt, combine_query_vectors
 
 if TYPE_CHECKING:
     from bot.client import ImageBot
+    from bot.library import Edition
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ MAX_ATTACHMENT_BYTES = min(MAX_QUERY_BYTES, 10 * 1024 * 1024)
 IMAGE_TYPES = tuple(f"image/{f.lower()}" for f in ACCEPTED_FORMATS) + ("image/jpg", "image/x-ms-bmp", "image/heic")
 NEED_QUERY = "Give a prompt, attach an image, or both."
 GENERIC_REFUSAL = "This search can't be run: it matches content this server does not allow."
+# Discord shows at most 25 autocomplete choices.
+MAX_CHOICES = 25
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,22 @@ def check_attachment(attachment: discord.Attachment) -> None:
         raise QueryError("The attached file is not an image. Attach a JPEG, PNG, WebP, GIF, BMP or TIFF.")
 
 
+def encode(edition: Edition, prompt: str | None, picture: object | None) -> Encoded:
+    """Encode prompt and image separately with the edition's model (each gets its own concept
+    check against concepts that model embedded), then combine. Runs in the worker thread."""
+    service, policy = edition.service, edition.policy
+    text_vector = service.encode_query(text=prompt) if prompt is not None else None
+    image_vector = service.encode_query(image=picture) if picture is not None else None
+    if policy is not None:
+        for vector, kind in ((text_vector, "text"), (image_vector, "image")):
+            if vector is None:
+                continue
+            decision = policy.check_vector(vector, kind=kind)
+            if not decision.allowed:
+                return Encoded(None, decision.category or kind, decision.message)
+    return Encoded(combine_query_vectors(text_vector, image_vector))
+
+
 class Search(commands.Cog):
     def __init__(self, bot: ImageBot) -> None:
         self.bot = bot
@@ -85,6 +104,7 @@ class Search(commands.Cog):
         k="How many results per page",
         year_from="Only books published in or after this year",
         year_to="Only books published in or before this year",
+        collection="Which collection to search (the server's first one if left out)",
     )
     @app_commands.guild_only()
     @allowed_place()
@@ -96,13 +116,21 @@ class Search(commands.Cog):
         k: app_commands.Range[int, 1, 25] = 9,
         year_from: app_commands.Range[int, 1000, 2100] | None = None,
         year_to: app_commands.Range[int, 1000, 2100] | None = None,
+        collection: app_commands.Range[str, 1, 100] | None = None,
     ) -> None:
         """Search the illustrated books collection by a description, an image, or both."""
         bot = self.bot
         where = {"user_id": interaction.user.id, "guild_id": interaction.guild_id,
                  "channel_id": interaction.channel_id}
 
-        # 1. Microsecond checks; each refusal is private because nothing is deferred yet.
+        # 1. Microsecond checks; each refusal is private because nothing is deferred yet. The
+        # edition is taken once: a rebuild swapped in while this query runs does not touch it.
+        try:
+            edition = bot.library.resolve(interaction.guild_id, collection)
+        except Refusal as refusal:
+            bot.audit.record("search", allowed=False, reason=refusal.reason, prompt=prompt, **where)
+            raise
+        where["collection"] = edition.name
         raw_prompt = prompt
         try:
             prompt = check_prompt(prompt) if prompt is not None and prompt.strip() else None
@@ -116,10 +144,10 @@ class Search(commands.Cog):
             raise Refusal(str(exc), "bad_query") from exc
         k = min(k, bot.settings.max_k)
 
-        charge(bot, interaction, "search", prompt=prompt)
+        charge(bot, interaction, "search", prompt=prompt, collection=edition.name)
 
-        if prompt is not None and bot.policy is not None:
-            decision = bot.policy.check_text(prompt)
+        if prompt is not None and edition.policy is not None:
+            decision = edition.policy.check_text(prompt)
             if not decision.allowed:
                 bot.audit.record("search", allowed=False, reason=f"term:{decision.category}", prompt=prompt,
                                  **where)
@@ -137,33 +165,34 @@ class Search(commands.Cog):
                                  "try attaching it again.") from exc
             picture = await bot.run_blocking(load_query_image, data, max_bytes=MAX_ATTACHMENT_BYTES)
 
-        encoded = await bot.run_blocking(self._encode, prompt, picture)
+        encoded = await bot.run_blocking(encode, edition, prompt, picture)
         if encoded.vector is None:
             bot.audit.record("search", allowed=False, reason=f"concept:{encoded.refused}", prompt=prompt,
                              has_image=image is not None, **where)
             await send_private(interaction, encoded.message or GENERIC_REFUSAL)
             return
 
-        query = Query(label=render.query_label(prompt, image is not None), k=k, text_query=image is None,
-                      vector=encoded.vector, year_from=year_from, year_to=year_to)
-        rendered = await draw_page(bot, interaction, query, 0)
+        query = Query(label=render.query_label(prompt, image is not None), k=k, collection=edition.name,
+                      version=edition.version, text_query=image is None, vector=encoded.vector,
+                      year_from=year_from, year_to=year_to)
+        rendered = await draw_page(bot, interaction, query, 0, edition)
         await send_results(bot, interaction, query, rendered)
         bot.audit.record("search", allowed=True, prompt=prompt, has_image=image is not None, k=k,
                          year_from=year_from, year_to=year_to, hits=len(rendered.page.hits), **where)
 
-    def _encode(self, prompt: str | None, picture: object | None) -> Encoded:
-        """Encode prompt and image separately (each gets its own concept check), then combine."""
-        service, policy = self.bot.service, self.bot.policy
-        text_vector = service.encode_query(text=prompt) if prompt is not None else None
-        image_vector = service.encode_query(image=picture) if picture is not None else None
-        if policy is not None:
-            for vector, kind in ((text_vector, "text"), (image_vector, "image")):
-                if vector is None:
-                    continue
-                decision = policy.check_vector(vector, kind=kind)
-                if not decision.allowed:
-                    return Encoded(None, decision.category or kind, decision.message)
-        return Encoded(combine_query_vectors(text_vector, image_vector))
+    @imagesearch.autocomplete("collection")
+    async def collection_choices(self, interaction: discord.Interaction,
+                                 current: str) -> list[app_commands.Choice[str]]:
+        """The collections this server may search, with their rows and years, matching what was typed
+        (part of a name or of the years).
+
+        Autocomplete runs no checks of its own, so the place rules are asked here: nothing is
+        offered where the command would be refused, and a server never sees another's collections.
+        """
+        if place_refusal(self.bot, interaction) is not None:
+            return []
+        return [app_commands.Choice(name=edition.label, value=edition.name)
+                for edition in self.bot.library.offered(interaction.guild_id) if edition.matches(current)][:MAX_CHOICES]
 
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction) -> None:

@@ -272,7 +272,8 @@ class FakeMessage:
 class FakeResponse:
     """The initial callback (POST /interactions/{id}/{token}/callback)."""
 
-    type: int                 # 4 message, 5 deferred message, 6 deferred update, 7 update, 9 modal
+    type: int                 # 4 message, 5 deferred message, 6 deferred update, 7 update,
+                              # 8 autocomplete result (data["choices"]), 9 modal
     flags: int
     elapsed: float            # seconds from dispatch to the callback
     data: dict[str, Any]      # the callback's "data" object as sent

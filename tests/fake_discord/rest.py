@@ -367,6 +367,14 @@ class Rest:
             self._build(inter.original, data, r.files, limit=self.fake.attachment_size_limit, editing=True,
                         permissions=inter.app_permissions)
             message = inter.original
+        elif kind == 8:
+            if inter.type != 4:
+                raise DiscordError(400, 50035, "Invalid Form Body: autocomplete results answer autocomplete only")
+            choices = data.get("choices")
+            if not isinstance(choices, list) or len(choices) > 25 or any(
+                    not 1 <= len(str(c.get("name", ""))) <= 100 or len(str(c.get("value", ""))) > 100
+                    for c in choices):
+                raise DiscordError(400, 50035, "Invalid Form Body: choices (at most 25, names 1-100 characters)")
         elif kind not in (6, 9):
             raise DiscordError(400, 50035, f"Invalid Form Body: unknown callback type {kind}")
         inter.response = FakeResponse(type=kind, flags=flags, elapsed=elapsed, data=data, message=message)

@@ -308,6 +308,28 @@ class FakeDiscord:
             data["guild_id"] = command["guild_id"]
         return await self._dispatch_interaction(2, data, user, guild, channel_id, roles, locale)
 
+    async def autocomplete(self, name: str, focused: str, options: dict[str, Any] | None = None, *,
+                           user: FakeUser, guild: FakeGuild | None = None, channel: str | int | None = None,
+                           roles: list[str] | tuple[str, ...] = (), locale: str = "en-US") -> FakeInteraction:
+        """Dispatch INTERACTION_CREATE type 4 (autocomplete) as if `user` were typing the option
+        `focused` of /name; `options` holds what is typed so far (the focused one included, as a
+        string). The bot answers with callback type 8: `(await inter.wait_response()).data["choices"]`."""
+        command = self._find_command(name, guild)
+        given = {focused: "", **dict(options or {})}
+        spec = {o["name"]: o for o in command.get("options") or []}
+        if not spec.get(focused, {}).get("autocomplete"):
+            raise ValueError(f"option {focused!r} of {name!r} is not registered with autocomplete")
+        channel_id = guild.channel_id(channel) if guild else snowflake()
+        opts = self._options(command.get("options") or [], given, {}, channel_id, guild, {})
+        for option in opts:
+            if option["name"] == focused:
+                option["focused"] = True
+                option["value"] = str(option["value"])
+        data: dict[str, Any] = {"id": command["id"], "name": name, "type": command.get("type", 1), "options": opts}
+        if "guild_id" in command:
+            data["guild_id"] = command["guild_id"]
+        return await self._dispatch_interaction(4, data, user, guild, channel_id, roles, locale)
+
     async def press_button(self, message: FakeMessage, custom_id: str, *, user: FakeUser,
                            roles: list[str] | tuple[str, ...] = (), locale: str = "en-US",
                            allow_disabled: bool = False) -> FakeInteraction:
