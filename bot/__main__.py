@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from bot import redaction
 from bot.settings import ConfigError, Settings
 from search_core.encoder import quiet_model_loading
-from search_core.errors import CollectionError, DeviceError, ImageSearchError
+from search_core.errors import CollectionError, DeviceError, ImageSearchError, TextModelMismatchError
 from search_core.listfile import read_list
 
 if TYPE_CHECKING:
@@ -65,14 +65,18 @@ def open_library(settings: Settings) -> Library:
     from bot.library import Library, open_edition
     from bot.shared_models import SharedModels
     from search_core.encoder import Encoder, resolve_device
+    from search_core.text_model import TextModel
 
     hidden = load_hidden(settings)
     try:
         resolve_device(settings.device)    # before the collections and models: seconds, not minutes
     except DeviceError as exc:
         raise ConfigError(f"IMAGESEARCH_DEVICE: {exc}") from exc
+    text_model = settings.text_model
     models = SharedModels(lambda name: Encoder.load(name, device=settings.device),
-                          lambda encoder: load_policy(settings, encoder), override=settings.model_name)
+                          lambda encoder: load_policy(settings, encoder), override=settings.model_name,
+                          load_text_model=(lambda: TextModel.load(text_model, device=settings.device))
+                          if text_model else None)
     editions = []
     for spec in settings.collections:
         where = settings.collections_key
@@ -80,6 +84,8 @@ def open_library(settings: Settings) -> Library:
             where += f" ({spec.name})"
         try:
             editions.append(open_edition(spec, models, hidden))
+        except TextModelMismatchError as exc:       # the text model could not be loaded at all
+            raise ConfigError(f"IMAGESEARCH_TEXT_MODEL: {exc}") from exc
         except CollectionError as exc:
             raise ConfigError(f"{where}: {exc}") from exc
         except ConfigError:
@@ -87,6 +93,9 @@ def open_library(settings: Settings) -> Library:
         except ImageSearchError as exc:
             key = "IMAGESEARCH_MODEL" if settings.model_name else f"{where}, its model"
             raise ConfigError(f"{key}: {exc}") from exc
+    if text_model and not any(edition.service.text_model is not None for edition in editions):
+        # Aligned with no collection's model: a mistake, not a choice (one line, the first reason).
+        raise ConfigError(f"IMAGESEARCH_TEXT_MODEL: {next(iter(models.text_refusals.values()))}")
     return Library(editions, settings.guild_collections,
                    opener=functools.partial(open_edition, models=models, hidden_files=hidden))
 

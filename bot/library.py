@@ -109,11 +109,12 @@ def open_edition(spec: CollectionSpec, models: SharedModels, hidden_files: Itera
     stamp = Stamp.of(spec.path)      # before opening: see edition_of
     verify(spec.path)
     collection = Collection.open(spec.path)
-    encoder, policy = models.get(collection.manifest.model)
-    service = SearchService(collection, encoder, hidden_files=hidden_files)
-    edition = edition_of(spec, service, policy, stamp=stamp)
-    log.info("collection %s: %d rows, build %s, model %s", spec.name, collection.rows, edition.version,
-             getattr(encoder, "model_name", "?"))
+    shared = models.get(collection.manifest.model)
+    service = SearchService(collection, shared.encoder, hidden_files=hidden_files, text_model=shared.text_model)
+    edition = edition_of(spec, service, shared.policy, stamp=stamp)
+    log.info("collection %s: %d rows, build %s, model %s%s", spec.name, collection.rows, edition.version,
+             getattr(shared.encoder, "model_name", "?"),
+             f", prompts by {shared.text_model.model_name}" if shared.text_model is not None else "")
     return edition
 
 

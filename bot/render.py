@@ -53,18 +53,22 @@ def escape(text: str) -> str:
     return discord.utils.escape_mentions(discord.utils.escape_markdown(text))
 
 
-def query_label(prompt: str | None, has_image: bool) -> str:
+def query_label(prompt: str | None, has_image: bool, without: str | None = None) -> str:
     """A short description of the query for the public result's title; never the whole prompt.
 
     An attached image is named only as "an attached image": its file name is chosen by the user
-    and never moderated, so showing it publicly would let any blocked word through.
+    and never moderated, so showing it publicly would let any blocked word through. The prompt
+    and `without` are shown as typed: both passed the term and concept checks.
     """
     parts = []
     if prompt:
         parts.append(f"“{clip(one_line(prompt), PROMPT_SHOWN)}”")
     if has_image:
         parts.append("an attached image")
-    return " + ".join(parts) or "your query"
+    label = " + ".join(parts) or "your query"
+    if without:
+        label += f" without “{clip(one_line(without), PROMPT_SHOWN // 2)}”"
+    return label
 
 
 def hit_line(hit: Any, limit: int = LINE_LIMIT) -> str:
@@ -83,9 +87,11 @@ def hit_line(hit: Any, limit: int = LINE_LIMIT) -> str:
 
 
 def results_embed(label: str, hits: Sequence[Any], *, offset: int, total: int | None,
-                  image_url: str | None, weak_match: bool = False, collection: str | None = None) -> discord.Embed:
-    """One embed: title, [the weak-match line,] one line per hit, the contact sheet as its image,
-    a footer naming the page and the collection searched."""
+                  image_url: str | None, weak_match: bool = False, collection: str | None = None,
+                  order: str | None = None) -> discord.Embed:
+    """One embed: title, [the weak-match line,] one line per hit, the contact sheet as its image, a
+    footer naming the page, the order when it is not relevance (search_core.ordering.describe_order)
+    and the collection searched."""
     title = clip(f"Results for {label}", EMBED_TITLE_LIMIT)
     if hits:
         warning = [WEAK_MATCH_LINE] if weak_match else []
@@ -102,7 +108,7 @@ def results_embed(label: str, hits: Sequence[Any], *, offset: int, total: int | 
     if hits:
         first, last = offset + 1, offset + len(hits)
         of = f" of {total}" if total is not None else ""
-        embed.set_footer(text=clip(" · ".join([f"Results {first}–{last}{of}", *where,
+        embed.set_footer(text=clip(" · ".join([f"Results {first}–{last}{of}", *([order] if order else []), *where,
                                                "numbers match the contact sheet"]), EMBED_FOOTER_LIMIT))
     elif where:
         embed.set_footer(text=clip(f"Collection: {collection}", EMBED_FOOTER_LIMIT))
@@ -120,6 +126,13 @@ def select_option_text(hit: Any) -> tuple[str, str]:
     year = f" ({hit.year})" if getattr(hit, "year", None) is not None else ""
     label = clip(f"{hit.rank}. {clip(str(title), OPTION_TEXT_LIMIT - len(year) - 6)}{year}", OPTION_TEXT_LIMIT)
     return label, clip(no_breaks(hit.file_name), OPTION_TEXT_LIMIT)
+
+
+def book_option_text(hit: Any) -> tuple[str, str]:
+    """(label, description) for the "more from this book" select: the hit as "more like this"
+    names it, then its book id."""
+    label, _ = select_option_text(hit)
+    return label, clip(f"book {hit.book_id}", OPTION_TEXT_LIMIT)
 
 
 def results_text(embed: discord.Embed, notes: Sequence[str] = ()) -> str:

@@ -107,6 +107,8 @@ class Settings:
     audit_log: Path | None = None
     rate_limit: RateLimit = RateLimit(5, 60.0)
     model_name: str | None = None          # None: the model the collection's manifest names
+    # A text model aligned with the collections' image model, for prompts in 50+ languages.
+    text_model: str | None = None
     device: str = "auto"
     concept_threshold: float | None = None         # None: the moderation policy's default
     image_concept_threshold: float | None = None
@@ -143,6 +145,7 @@ class Settings:
             audit_log=p.writable_file("IMAGESEARCH_AUDIT_LOG"),
             rate_limit=p.rate_limit("IMAGESEARCH_RATE_LIMIT"),
             model_name=p.text("IMAGESEARCH_MODEL"),
+            text_model=p.text("IMAGESEARCH_TEXT_MODEL"),
             device=p.device("IMAGESEARCH_DEVICE"),
             concept_threshold=p.threshold("IMAGESEARCH_CONCEPT_THRESHOLD"),
             image_concept_threshold=p.threshold("IMAGESEARCH_IMAGE_CONCEPT_THRESHOLD"),

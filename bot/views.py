@@ -1,5 +1,5 @@
-"""The result pager: previous / next page, "more like this", and "show the N near-identical" under
-a result message.
+"""The result pager: previous / next page, "more like this", "more from this book" and "show the N
+near-identical" under a result message.
 
 State (the encoded query, filters, page size, offset) lives in the View, not in custom ids:
 a query vector does not fit in 100 characters, and the interaction token that lets us edit
@@ -23,6 +23,7 @@ from bot import render
 from bot.errors import Refusal, report_error, send_private
 from bot.ratelimit import charge
 from bot.results import Query, RenderedPage, render_page
+from search_core.ordering import describe_order
 
 if TYPE_CHECKING:
     from bot.client import ImageBot
@@ -39,6 +40,8 @@ NOT_YOURS = "Only the person who ran this search can use these buttons. Run /ima
 # under the pager's buttons and select. A page of the default 9 hits never needs more.
 MAX_GROUP_BUTTONS = 10
 GROUP_BUTTON_ROWS = (2, 3)
+# The last of Discord's 5 action rows: the buttons are row 0, "more like this" row 1.
+BOOK_SELECT_ROW = 4
 EXPIRED = "These results have expired. Run /imagesearch again."
 
 # Views alive in this process, by nonce: a press for any other imgsearch id is an expired one.
@@ -77,7 +80,8 @@ def result_message(query: Query, rendered: RenderedPage, permissions: discord.Pe
     notes = [render.NO_SHEET_NOTE] if page.hits and not permissions.attach_files else []
     embed = render.results_embed(query.label, page.hits, offset=page.offset, total=page.total_eligible,
                                  image_url=f"attachment://{rendered.filename}" if attach else None,
-                                 weak_match=page.weak_match is True, collection=query.collection)
+                                 weak_match=page.weak_match is True, collection=query.collection,
+                                 order=describe_order(page))
     files = [discord.File(io.BytesIO(rendered.sheet), filename=rendered.filename,
                           description="Contact sheet of the results")] if attach else []
     if not permissions.embed_links:
@@ -105,6 +109,7 @@ class ResultPager(discord.ui.View):
         self.previous_page.custom_id = f"{CUSTOM_ID_PREFIX}:{self.nonce}:prev"
         self.next_page.custom_id = f"{CUSTOM_ID_PREFIX}:{self.nonce}:next"
         self.more_like_this.custom_id = f"{CUSTOM_ID_PREFIX}:{self.nonce}:more"
+        self.more_from_book.custom_id = f"{CUSTOM_ID_PREFIX}:{self.nonce}:book"
         self._refresh_items()
         LIVE_PAGERS[self.nonce] = self
 
@@ -121,7 +126,26 @@ class ResultPager(discord.ui.View):
         else:
             self.more_like_this.options = [discord.SelectOption(label="No results", value="-1")]
             self.more_like_this.disabled = True
+        books = self._books_on_page()
+        if books:
+            self.more_from_book.options = [discord.SelectOption(label=label, description=description, value=book_id)
+                                           for book_id, (label, description) in books.items()]
+            self.more_from_book.disabled = False
+        else:
+            self.more_from_book.options = [discord.SelectOption(label="No book ids on this page", value="-")]
+            self.more_from_book.disabled = True
         self._refresh_group_buttons()
+
+    def _books_on_page(self) -> dict[str, tuple[str, str]]:
+        """book id -> option text, for the page's hits that name a book (each book once, in rank
+        order), leaving out the book this message already lists."""
+        books: dict[str, tuple[str, str]] = {}
+        for hit in self.page.hits:
+            book_id = hit.book_id
+            if not book_id or len(book_id) > render.OPTION_TEXT_LIMIT or book_id == self.query.book_id:
+                continue
+            books.setdefault(book_id, render.book_option_text(hit))
+        return dict(list(books.items())[:25])
 
     def _refresh_group_buttons(self) -> None:
         """One "Show the N near-identical" button per hit of this page that stands for several."""
@@ -193,7 +217,7 @@ class ResultPager(discord.ui.View):
         """A new search from a chosen hit's own embedding, posted as a new message with its own pager."""
         await self._search_from_hit(interaction, int(select.values[0]), "more_like_this", lambda hit, edition: Query(
             label=f"more like {render.clip(hit.file_name, 80)}", k=self.query.k, row=hit.row,
-            collection=edition.name, version=edition.version,
+            collection=edition.name, version=edition.version, order=self.query.order,
             year_from=self.query.year_from, year_to=self.query.year_to))
 
     async def show_group(self, interaction: discord.Interaction, row: int) -> None:
@@ -217,6 +241,23 @@ class ResultPager(discord.ui.View):
         charge(self.bot, interaction, action, row=row, collection=edition.name)
         await defer_privately(interaction)
         query = make_query(hit, edition)
+        await send_results(self.bot, interaction, query, await draw_page(self.bot, interaction, query, 0, edition))
+
+    @discord.ui.select(placeholder="More from this book…", min_values=1, max_values=1, row=BOOK_SELECT_ROW,
+                       options=[discord.SelectOption(label="-", value="-")])
+    async def more_from_book(self, interaction: discord.Interaction, select: discord.ui.Select) -> None:
+        """The chosen hit's book, all its illustrations in page order, posted as a new message with its own pager."""
+        book_id = select.values[0]
+        books = self._books_on_page()
+        if book_id not in books:
+            await send_private(interaction, "That book is no longer on this page.")
+            return
+        edition = self._edition(interaction, "more_from_book")
+        charge(self.bot, interaction, "more_from_book", book_id=book_id, collection=edition.name)
+        await defer_privately(interaction)
+        title = next(h.title for h in self.page.hits if h.book_id == book_id) or f"book {book_id}"
+        query = Query(label=f"the book “{render.clip(render.one_line(title), 80)}” ({book_id})", k=self.query.k,
+                      book_id=book_id, collection=edition.name, version=edition.version)
         await send_results(self.bot, interaction, query, await draw_page(self.bot, interaction, query, 0, edition))
 
     async def on_timeout(self) -> None:

@@ -205,17 +205,18 @@ class SearchService:
                                   collapse=collapse, text_query=image is None)
 
     def more_like_this(self, row: int, k: int = 9, offset: int = 0, year_from: int | None = None,
-                       year_to: int | None = None, collapse: bool = True) -> SearchPage:
+                       year_to: int | None = None, collapse: bool = True, order: str = ORDER_RELEVANCE) -> SearchPage:
         """Images like a row of the collection, by its stored embedding; the row itself is left out,
-        and when collapsing its near-identical rows too (they are its group, see `expand_group`)."""
+        and when collapsing its near-identical rows too (they are its group, see `expand_group`).
+        ``order`` as in search_page (the bot keeps a result's order for "more like this")."""
         row = self.collection.check_row(row)
         if self._is_hidden(row):
             raise QueryError("That image is not available.")
         vector = _unit(np.asarray(self.collection.embeddings[row], dtype=np.float32), "That image has no embedding.")
         groups = self._groups(collapse)
         exclude = groups.members(groups.group_of[row]) if groups is not None else (row,)
-        return self.search_vector(vector, k=k, offset=offset, year_from=year_from, year_to=year_to,
-                                  exclude_rows=exclude, collapse=collapse)
+        return self.search_page(vector, k=k, offset=offset, order=order, year_from=year_from, year_to=year_to,
+                                exclude_rows=exclude, collapse=collapse)
 
     def expand_group(self, row: int, vector: np.ndarray | None = None, k: int = 9, offset: int = 0,
                      year_from: int | None = None, year_to: int | None = None) -> SearchPage:

@@ -224,12 +224,14 @@ def public_messages(fake: FakeDiscord, inter: FakeInteraction) -> list[FakeMessa
 # --- Registration and access ----------------------------------------------------------------------
 
 async def test_command_registered_with_described_options(env: Env) -> None:
-    """/imagesearch is registered in the allowed guild (not globally) with prompt, image, k (1-25),
-    year_from, year_to and collection (autocompleted), each described."""
+    """/imagesearch is registered in the allowed guild (not globally) with prompt, without, image,
+    k (1-25), year_from, year_to, order (relevance or year) and collection (autocompleted), each
+    described."""
     assert env.fake.commands() == []
     (command,) = [c for c in env.fake.commands(env.lab.id) if c["name"] == "imagesearch"]
     options = {o["name"]: o for o in command["options"]}
-    assert list(options) == ["prompt", "image", "k", "year_from", "year_to", "collection"]
+    assert list(options) == ["prompt", "without", "image", "k", "year_from", "year_to", "order", "collection"]
+    assert [c["value"] for c in options["order"]["choices"]] == ["relevance", "year"]
     assert options["collection"]["autocomplete"] and options["collection"]["type"] == 3
     assert (options["prompt"]["type"], options["image"]["type"], options["k"]["type"]) == (3, 11, 4)
     assert (options["k"]["min_value"], options["k"]["max_value"]) == (1, 25)

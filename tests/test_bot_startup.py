@@ -94,13 +94,14 @@ async def test_an_unchanged_restart_writes_nothing_and_a_change_is_written(colle
         assert _command_writes(fake, before) == []
         assert any(r.method == "GET" and r.path.endswith(f"/guilds/{lab.id}/commands") for r in fake.requests[before:])
 
-        fake.registered_commands[annex.id]["imagesearch"]["options"][2]["max_value"] = 10   # k capped at 10
+        k_option = next(o for o in fake.registered_commands[annex.id]["imagesearch"]["options"] if o["name"] == "k")
+        k_option["max_value"] = 10   # k capped at 10
         before = len(fake.requests)
         async with running(fake, settings):
             pass
         (write,) = _command_writes(fake, before)
         assert write.method == "PUT" and write.path.endswith(f"/guilds/{annex.id}/commands")
-        assert fake.commands(annex.id)[0]["options"][2]["max_value"] == 25
+        assert next(o for o in fake.commands(annex.id)[0]["options"] if o["name"] == "k")["max_value"] == 25
 
 
 async def test_a_guild_allowlisted_before_the_bot_joins_gets_commands_when_it_joins(collection_dir) -> None:

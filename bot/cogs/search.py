@@ -14,11 +14,9 @@ other option; which visibility that follow-up gets is not documented by Discord,
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import discord
-import numpy as np
 from discord import app_commands
 from discord.ext import commands
 
@@ -37,32 +35,26 @@ from bot.views import (
 )
 from search_core.collection import check_year_range
 from search_core.errors import QueryError
-from search_core.images import ACCEPTED_FORMATS, MAX_QUERY_BYTES, load_query_image
-from search_core.search import check_prompt, combine_query_vectors
+from search_core.images import ACCEPTED_FORMATS, MAX_QUERY_BYTES, accepted_format_names, load_query_image
+from search_core.ordering import ORDER_RELEVANCE, check_order
+from search_core.query_expr import QueryExpression, parse_query
+from search_core.query_vector import check_terms, encode_expression
+from search_core.search import check_prompt
 
 if TYPE_CHECKING:
     from bot.client import ImageBot
-    from bot.library import Edition
 
 log = logging.getLogger(__name__)
 
 # A query image needs far less than Discord's upload limit; refusing bigger ones before download
 # keeps a user from making the bot fetch and decode 500 MB.
 MAX_ATTACHMENT_BYTES = min(MAX_QUERY_BYTES, 10 * 1024 * 1024)
+# Content types Discord gives attachments; HEIF photos from iPhones arrive as image/heic.
 IMAGE_TYPES = tuple(f"image/{f.lower()}" for f in ACCEPTED_FORMATS) + ("image/jpg", "image/x-ms-bmp", "image/heic")
 NEED_QUERY = "Give a prompt, attach an image, or both."
 GENERIC_REFUSAL = "This search can't be run: it matches content this server does not allow."
 # Discord shows at most 25 autocomplete choices.
 MAX_CHOICES = 25
-
-
-@dataclass(frozen=True)
-class Encoded:
-    """The worker's answer: a query vector, or the category of a concept refusal."""
-
-    vector: np.ndarray | None
-    refused: str | None = None
-    message: str | None = None
 
 
 def check_attachment(attachment: discord.Attachment) -> None:
@@ -74,23 +66,18 @@ def check_attachment(attachment: discord.Attachment) -> None:
                          f"the limit is {MAX_ATTACHMENT_BYTES / 1e6:.0f} MB.")
     content_type = (attachment.content_type or "").split(";")[0].strip().lower()
     if content_type and content_type not in IMAGE_TYPES:
-        raise QueryError("The attached file is not an image. Attach a JPEG, PNG, WebP, GIF, BMP or TIFF.")
+        raise QueryError(f"The attached file is not an image. Attach a {accepted_format_names()}.")
 
 
-def encode(edition: Edition, prompt: str | None, picture: object | None) -> Encoded:
-    """Encode prompt and image separately with the edition's model (each gets its own concept
-    check against concepts that model embedded), then combine. Runs in the worker thread."""
-    service, policy = edition.service, edition.policy
-    text_vector = service.encode_query(text=prompt) if prompt is not None else None
-    image_vector = service.encode_query(image=picture) if picture is not None else None
-    if policy is not None:
-        for vector, kind in ((text_vector, "text"), (image_vector, "image")):
-            if vector is None:
-                continue
-            decision = policy.check_vector(vector, kind=kind)
-            if not decision.allowed:
-                return Encoded(None, decision.category or kind, decision.message)
-    return Encoded(combine_query_vectors(text_vector, image_vector))
+def read_expression(prompt: str | None, without: str | None, has_image: bool) -> QueryExpression:
+    """The prompt's terms (query arithmetic: `steam engine + night - people`, weights `2*ship`) and
+    `without` as one more subtracted term, taken literally. QueryError (with the character where a
+    malformed prompt goes wrong) when there is nothing to search for or the prompt cannot be read."""
+    prompt = prompt if prompt is not None and prompt.strip() else None
+    negative = check_prompt(without) if without is not None and without.strip() else None
+    if prompt is None and negative is None and not has_image:
+        raise QueryError(NEED_QUERY)
+    return parse_query(prompt, subtract=[negative] if negative else (), has_image=has_image)
 
 
 class Search(commands.Cog):
@@ -99,11 +86,13 @@ class Search(commands.Cog):
 
     @app_commands.command(name="imagesearch")
     @app_commands.describe(
-        prompt="What to look for, in words (e.g. 'a steam engine crossing a bridge')",
-        image="An image to find similar illustrations to (JPEG, PNG, WebP, GIF, BMP or TIFF)",
+        prompt="What to look for; terms may be added and subtracted: 'steam engine + night - people', '2*ship'",
+        without="What the results should not show (subtracted from the prompt), e.g. 'people'",
+        image="An image to find similar illustrations to (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC or AVIF)",
         k="How many results per page",
         year_from="Only books published in or after this year",
         year_to="Only books published in or before this year",
+        order="relevance (default), or year: the most relevant results shown oldest first",
         collection="Which collection to search (the server's first one if left out)",
     )
     @app_commands.guild_only()
@@ -112,10 +101,12 @@ class Search(commands.Cog):
         self,
         interaction: discord.Interaction,
         prompt: str | None = None,
+        without: str | None = None,
         image: discord.Attachment | None = None,
         k: app_commands.Range[int, 1, 25] = 9,
         year_from: app_commands.Range[int, 1000, 2100] | None = None,
         year_to: app_commands.Range[int, 1000, 2100] | None = None,
+        order: Literal["relevance", "year"] = ORDER_RELEVANCE,
         collection: app_commands.Range[str, 1, 100] | None = None,
     ) -> None:
         """Search the illustrated books collection by a description, an image, or both."""
@@ -131,27 +122,28 @@ class Search(commands.Cog):
             bot.audit.record("search", allowed=False, reason=refusal.reason, prompt=prompt, **where)
             raise
         where["collection"] = edition.name
-        raw_prompt = prompt
         try:
-            prompt = check_prompt(prompt) if prompt is not None and prompt.strip() else None
-            if prompt is None and image is None:
-                raise QueryError(NEED_QUERY)
+            expression = read_expression(prompt, without, image is not None)
             check_year_range(year_from, year_to)
+            check_order(order)
             if image is not None:
                 check_attachment(image)
         except QueryError as exc:
-            bot.audit.record("search", allowed=False, reason="bad_query", prompt=raw_prompt, **where)
+            bot.audit.record("search", allowed=False, reason="bad_query", prompt=prompt, **where)
             raise Refusal(str(exc), "bad_query") from exc
+        prompt = check_prompt(prompt) if prompt is not None and prompt.strip() else None
+        without = " ".join(without.split()) if without is not None and without.strip() else None
         k = min(k, bot.settings.max_k)
+        asked = {"prompt": prompt, "has_image": image is not None, "has_without": without is not None,
+                 "terms": len(expression.terms), "order": order}
 
         charge(bot, interaction, "search", prompt=prompt, collection=edition.name)
 
-        if prompt is not None and edition.policy is not None:
-            decision = edition.policy.check_text(prompt)
-            if not decision.allowed:
-                bot.audit.record("search", allowed=False, reason=f"term:{decision.category}", prompt=prompt,
-                                 **where)
-                raise Refusal(decision.message or GENERIC_REFUSAL, "blocked_term")
+        # Blocked terms in every term (the `without` one too) and in all of them read together.
+        decision = check_terms(expression, edition.policy)
+        if decision is not None:
+            bot.audit.record("search", allowed=False, reason=f"term:{decision.category}", **asked, **where)
+            raise Refusal(decision.message or GENERIC_REFUSAL, "blocked_term")
 
         # 2. A private "thinking…" within Discord's 3 seconds; the rest happens off the event loop.
         await defer_privately(interaction)
@@ -165,20 +157,23 @@ class Search(commands.Cog):
                                  "try attaching it again.") from exc
             picture = await bot.run_blocking(load_query_image, data, max_bytes=MAX_ATTACHMENT_BYTES)
 
-        encoded = await bot.run_blocking(encode, edition, prompt, picture)
-        if encoded.vector is None:
-            bot.audit.record("search", allowed=False, reason=f"concept:{encoded.refused}", prompt=prompt,
-                             has_image=image is not None, **where)
-            await send_private(interaction, encoded.message or GENERIC_REFUSAL)
+        # Every term, the image, and the terms' sum are checked against blocked concepts, by the
+        # collection's own model (or the text model aligned with it) in the worker thread.
+        encoded = await bot.run_blocking(encode_expression, edition.service, expression, picture, edition.policy)
+        if not encoded.allowed:
+            refusal = encoded.decision
+            bot.audit.record("search", allowed=False, reason=f"concept:{refusal.category if refusal else '?'}",
+                             part=encoded.part, **asked, **where)
+            await send_private(interaction, (refusal.message if refusal else None) or GENERIC_REFUSAL)
             return
 
-        query = Query(label=render.query_label(prompt, image is not None), k=k, collection=edition.name,
-                      version=edition.version, text_query=image is None, vector=encoded.vector,
-                      year_from=year_from, year_to=year_to)
+        query = Query(label=render.query_label(prompt, image is not None, without=without), k=k,
+                      collection=edition.name, version=edition.version, vector=encoded.vector,
+                      text_query=image is None, year_from=year_from, year_to=year_to, order=order)
         rendered = await draw_page(bot, interaction, query, 0, edition)
         await send_results(bot, interaction, query, rendered)
-        bot.audit.record("search", allowed=True, prompt=prompt, has_image=image is not None, k=k,
-                         year_from=year_from, year_to=year_to, hits=len(rendered.page.hits), **where)
+        bot.audit.record("search", allowed=True, k=k, year_from=year_from, year_to=year_to,
+                         hits=len(rendered.page.hits), **asked, **where)
 
     @imagesearch.autocomplete("collection")
     async def collection_choices(self, interaction: discord.Interaction,
