@@ -151,6 +151,21 @@ async def test_collections_of_one_model_share_it(env: Env) -> None:
     assert sample.policy is annex.policy and maps.policy is not sample.policy
 
 
+async def test_the_text_model_serves_the_collections_it_is_aligned_with(folders: dict[str, Path],
+                                                                        tiny_text_model: Path) -> None:
+    """IMAGESEARCH_TEXT_MODEL, distilled from sample's CLIP, encodes prompts for sample and annex
+    (loaded once); maps, of another CLIP, keeps its own text encoder and is still searched."""
+    settings = Settings.from_env({"DISCORD_TOKEN": "x", "IMAGESEARCH_DEVICE": "cpu",
+                                  "IMAGESEARCH_TEXT_MODEL": str(tiny_text_model), "IMAGESEARCH_COLLECTIONS":
+                                  ",".join(f"{name}={path}" for name, path in folders.items())})
+    library = await asyncio.to_thread(open_library, settings)
+    sample, annex, maps = (library.current(n) for n in ("sample", "annex", "maps"))
+    assert sample.service.text_model is not None and annex.service.text_model is sample.service.text_model
+    assert maps.service.text_model is None
+    page = await asyncio.to_thread(maps.service.search, "eine Dampflokomotive", k=3)
+    assert len(page.hits) == 3
+
+
 async def test_each_model_embeds_its_own_concepts(env: Env) -> None:
     """Blocked concepts are embedded by each collection's own model: the concept phrase as maps'
     model encodes it is refused by maps' policy, and means nothing to the other model's policy."""
