@@ -320,7 +320,7 @@ def test_bot_page_with_a_moved_file_is_still_answered(three_rows: Path, tmp_path
     replace_images(three_rows, {0: {"bytes": None, "path": str(gone)}})
     gone.unlink()
     service = SearchService(Collection.open(three_rows), FakeEncoder(8))
-    query = Query(label="x", k=3, vector=unit_vectors(1, 8, seed=5)[0])
+    query = Query(label="x", k=3, collection="three", version="v1", vector=unit_vectors(1, 8, seed=5)[0])
     rendered = render_page(service, query, 0, max_upload_bytes=10_000_000)
     assert len(rendered.page.hits) == 3 and 0 in {h.row for h in rendered.page.hits}
     assert Image.open(io.BytesIO(rendered.sheet)).width == 3 * 256 + 4 * PAD
