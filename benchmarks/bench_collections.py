@@ -3,8 +3,9 @@
 Run in a fresh process (``python -m benchmarks`` starts each benchmark in its own). The bot's own
 loading path opens both collections (`bot.library.open_edition` through `bot.shared_models`), with
 a loader that loads the random-weight ViT-B/32 (precision auto, as the bot does) and counts its
-calls. Both synthetic collections of bench_search (1M and 100k rows, built and cached there) name
-the same model, so it must load once. Searches then run in each collection in turn.
+calls. Both synthetic collections (1M and 100k rows by default, built once and cached, with the
+checksums the bot verifies at open) name the same model, so it must load once. Searches then
+run in each collection in turn.
 
 Figures, all in this process: the model's share (its peak), each collection's increment after
 its searches, and the peak. Target: one model plus each collection's share, i.e. the peak stays
@@ -40,7 +41,10 @@ def main(argv: list[str] | None = None) -> dict:
     from bot.shared_models import SharedModels
     from search_core.encoder import Encoder
 
-    synthetics = [synthetic_collection(n, CACHE / f"synthetic-{n}", queries=args.queries) for n in sizes]
+    # The bot verifies each collection's checksums before opening it (bot.library.verify), so these
+    # are the synthetic collections with checksums that bench_verify builds (`make bench` builds
+    # each size once for both).
+    synthetics = [synthetic_collection(n, CACHE / f"verify-{n}", queries=args.queries) for n in sizes]
     if any(s.build_s is not None for s in synthetics):
         print("(built synthetic collections first; their memory is not counted below)")
         import gc

@@ -13,7 +13,7 @@ one place for the command, its autocomplete and the pager.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -149,7 +149,8 @@ class Library:
         # How bot/watch.py opens a rebuilt folder; None: this library is never reloaded.
         self.opener = opener
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Edition]:
+        """The current editions, in IMAGESEARCH_COLLECTIONS order (a copy: a swap may follow)."""
         return iter(list(self._editions.values()))
 
     def __len__(self) -> int:

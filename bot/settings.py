@@ -266,14 +266,21 @@ class _Parser:
             out[guild_id] = tuple(dict.fromkeys(by_key.get(n.casefold(), n) for n in names))
         return out
 
-    def seconds(self, key: str, *, default: float) -> float:
+    def _number(self, key: str) -> float | None:
+        """The value as a float (NaN when it is not a number, which every range check refuses);
+        None when unset."""
         value = self._get(key)
         if value is None:
-            return default
+            return None
         try:
-            number = float(value)
+            return float(value)
         except ValueError:
-            number = -1.0
+            return float("nan")
+
+    def seconds(self, key: str, *, default: float) -> float:
+        number = self._number(key)
+        if number is None:
+            return default
         if not 0 <= number <= 86_400:
             self.bad(key, "must be a number of seconds from 0 (off) to 86400, e.g. 10")
             return default
@@ -350,13 +357,9 @@ class _Parser:
         return value
 
     def threshold(self, key: str) -> float | None:
-        value = self._get(key)
-        if value is None:
+        number = self._number(key)
+        if number is None:
             return None
-        try:
-            number = float(value)
-        except ValueError:
-            number = float("nan")
         if not -1.0 <= number <= 1.0:
             self.bad(key, "must be a cosine similarity between -1 and 1, e.g. 0.25")
             return None

@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from bot import redaction
 from bot.__main__ import open_library
 from bot.client import ImageBot
 from bot.library import UNKNOWN_COLLECTION
 from bot.settings import Settings
 from tests.fake_discord import FakeDiscord, FakeInteraction, FakeMessage
 from tests.fake_discord.models import snowflake
+from tests.fixtures.bot import private_reply, results, running_bot
 from tests.fixtures.images import make_imagefolder
 from tests.fixtures.tiny_clip import build_tiny_clip
 
@@ -100,37 +99,9 @@ async def env(folders: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
         "IMAGESEARCH_AUDIT_LOG": str(audit), "IMAGESEARCH_RATE_LIMIT": "100/60", "IMAGESEARCH_RELOAD_INTERVAL": "0",
     })
     library = open_library(settings)
-    async with FakeDiscord() as fake:
-        fake.install()
-        lab = fake.add_guild("Lab", channels=["research"], guild_id=lab_id)
-        archive = fake.add_guild("Archive", channels=["stacks"], guild_id=archive_id)
-        bot = ImageBot(replace(settings, discord_token=fake.token), library, guild_ready_timeout=0.05)
-        task = asyncio.create_task(bot.start(fake.token))
-        try:
-            await fake.wait_ready()
-            await asyncio.wait_for(bot.wait_until_ready(), 10)
-            yield Env(fake, bot, lab, archive, audit, folders, hidden_name)
-        finally:
-            await bot.close()
-            await asyncio.wait_for(task, 10)
-            redaction.uninstall()
-
-
-async def results(inter: FakeInteraction) -> FakeMessage:
-    while True:
-        msg = await inter.wait_followup(60)
-        if msg.embeds and not msg.ephemeral:
-            return msg
-        if msg.ephemeral and msg.content and not msg.content.startswith("Posting"):
-            raise AssertionError(f"refused: {msg.content}")
-
-
-async def private_reply(inter: FakeInteraction) -> str:
-    while True:
-        msg = await inter.wait_followup(60)
-        if msg.content:
-            assert msg.ephemeral and not msg.embeds
-            return msg.content
+    guilds = {"Lab": (lab_id, ["research"]), "Archive": (archive_id, ["stacks"])}
+    async with running_bot(settings, library, guilds) as (fake, bot, added):
+        yield Env(fake, bot, added["Lab"], added["Archive"], audit, folders, hidden_name)
 
 
 def hit_files(msg: FakeMessage, names: set[str]) -> list[str]:

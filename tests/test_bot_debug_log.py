@@ -25,7 +25,8 @@ import pytest
 import pytest_asyncio
 
 from bot.redaction import REDACTED
-from tests.fake_discord import FakeDiscord, FakeInteraction, FakeMessage
+from tests.fake_discord import FakeDiscord, FakeInteraction
+from tests.fixtures.bot import results
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(300)]
 
@@ -42,15 +43,6 @@ class Run:
     audit: str
     exit_code: int
     error_ref: str
-
-
-async def _results(inter: FakeInteraction) -> FakeMessage:
-    while True:
-        msg = await inter.wait_followup(60)
-        if msg.embeds and not msg.ephemeral:
-            return msg
-        if msg.ephemeral and msg.content and not msg.content.startswith("Posting"):
-            raise AssertionError(f"refused: {msg.content}")
 
 
 async def _private_text(inter: FakeInteraction) -> str:
@@ -94,7 +86,7 @@ async def run(collection_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
             alice, bob, carol, dave = (fake.add_user(n) for n in ("alice", "bob", "carol", "dave"))
 
             # Searches and pages (alice spends her 3 actions, then "more like this" is refused).
-            msg = await _results(await fake.slash_command("imagesearch", {"prompt": "a ship", "k": 3},
+            msg = await results(await fake.slash_command("imagesearch", {"prompt": "a ship", "k": 3},
                                                           user=alice, guild=lab, channel="research"))
             for action in ("next", "prev"):
                 press = await fake.press_button(msg, next(c for c in msg.custom_ids if c.endswith(action)),
@@ -104,10 +96,10 @@ async def run(collection_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
             more = await fake.choose_option(msg, select["custom_id"], select["options"][0]["value"], user=alice)
             assert "too fast" in (await more.wait_response()).message.content
             # A search in a thread, and "more like this" that works (bob).
-            msg = await _results(await fake.slash_command("imagesearch", {"prompt": "birds", "k": 2},
+            msg = await results(await fake.slash_command("imagesearch", {"prompt": "birds", "k": 2},
                                                           user=bob, guild=lab, channel="ideas"))
             select = msg.selects[0]
-            await _results(await fake.choose_option(msg, select["custom_id"], select["options"][0]["value"],
+            await results(await fake.choose_option(msg, select["custom_id"], select["options"][0]["value"],
                                                     user=bob))
             # Refusals: a blocked term, a channel outside the allowlist, someone else's pager.
             blocked = await fake.slash_command("imagesearch", {"prompt": f"{BLOCKED} the dragon"}, user=carol,

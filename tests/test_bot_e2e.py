@@ -38,6 +38,7 @@ from tests.fake_discord import (
     FakeUser,
     permissions_without,
 )
+from tests.fixtures.bot import results
 from tests.fixtures.images import draw_image
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
@@ -160,16 +161,6 @@ async def env(service, policy_and_images, collection_dir, tmp_path_factory):
 
 
 # --- Helpers --------------------------------------------------------------------------------------
-
-async def results(inter: FakeInteraction, timeout: float = 30) -> FakeMessage:
-    """The public result message of a search; fails with the refusal text if it was refused."""
-    while True:
-        msg = await inter.wait_followup(timeout)
-        if msg.embeds and not msg.ephemeral:
-            return msg
-        if msg.ephemeral and msg.content and not msg.content.startswith("Posting"):
-            raise AssertionError(f"refused: {msg.content}")
-
 
 async def results_or_text(inter: FakeInteraction, timeout: float = 30) -> FakeMessage:
     """The public result message, also when it is plain text (no embed)."""

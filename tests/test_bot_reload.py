@@ -17,7 +17,6 @@ import os
 import shutil
 import threading
 import weakref
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +24,13 @@ import pytest
 import pytest_asyncio
 from PIL import Image
 
-from bot import redaction
 from bot.__main__ import open_library
 from bot.client import ImageBot
 from bot.library import STALE_RESULTS
 from bot.settings import Settings
 from tests.fake_discord import FakeDiscord, FakeInteraction, FakeMessage
 from tests.fake_discord.models import snowflake
+from tests.fixtures.bot import hit_names, results, running_bot
 from tests.fixtures.images import make_imagefolder
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(180)]
@@ -118,34 +117,12 @@ async def env(collection_dir: Path, tiny_clip: Path, tmp_path_factory: pytest.Te
                                   "IMAGESEARCH_DEVICE": "cpu", "IMAGESEARCH_ALLOWED_GUILDS": str(lab_id),
                                   "IMAGESEARCH_RATE_LIMIT": "100/60", "IMAGESEARCH_RELOAD_INTERVAL": str(INTERVAL)})
     library = open_library(settings)
-    async with FakeDiscord() as fake:
-        fake.install()
-        lab = fake.add_guild("Lab", channels=["research"], guild_id=lab_id)
-        bot = ImageBot(replace(settings, discord_token=fake.token), library, guild_ready_timeout=0.05)
-        task = asyncio.create_task(bot.start(fake.token))
-        try:
-            await fake.wait_ready()
-            await asyncio.wait_for(bot.wait_until_ready(), 10)
-            yield Env(fake, bot, lab, live, tiny_clip, root, logs)
-        finally:
-            await bot.close()
-            await asyncio.wait_for(task, 10)
-            watch_log.removeHandler(logs)
-            watch_log.setLevel(old_level)
-            redaction.uninstall()
-
-
-async def results(inter: FakeInteraction) -> FakeMessage:
-    while True:
-        msg = await inter.wait_followup(60)
-        if msg.embeds and not msg.ephemeral:
-            return msg
-        if msg.ephemeral and msg.content and not msg.content.startswith("Posting"):
-            raise AssertionError(f"refused: {msg.content}")
-
-
-def hit_names(msg: FakeMessage) -> list[str]:
-    return [line.split("`")[1] for line in msg.embeds[0]["description"].splitlines()]
+    try:
+        async with running_bot(settings, library, {"Lab": (lab_id, ["research"])}) as (fake, bot, guilds):
+            yield Env(fake, bot, guilds["Lab"], live, tiny_clip, root, logs)
+    finally:
+        watch_log.removeHandler(logs)
+        watch_log.setLevel(old_level)
 
 
 def source_names(folder: Path) -> set[str]:

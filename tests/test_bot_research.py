@@ -13,7 +13,6 @@ import asyncio
 import io
 import json
 import re
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ import pytest
 import pytest_asyncio
 from PIL import Image
 
-from bot import redaction
 from bot.__main__ import EXIT_CONFIG, main, open_library
 from bot.client import ImageBot
 from bot.settings import Settings
@@ -31,6 +29,7 @@ from search_core.query_vector import encode_expression
 from search_core.search import SearchService
 from tests.fake_discord import FakeDiscord, FakeInteraction, FakeMessage
 from tests.fake_discord.models import snowflake
+from tests.fixtures.bot import hit_names, private_reply, results, running_bot
 from tests.fixtures.images import bl_file_name, draw_image
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(240)]
@@ -130,42 +129,8 @@ async def env(collection_dir: Path, books_dir, tiny_text_model: Path, tmp_path_f
         "IMAGESEARCH_RATE_LIMIT": "100/60", "IMAGESEARCH_RELOAD_INTERVAL": "0",
     })
     library = await asyncio.to_thread(open_library, settings)
-    async with FakeDiscord() as fake:
-        fake.install()
-        lab = fake.add_guild("Lab", channels=["research"], guild_id=lab_id)
-        bot = ImageBot(replace(settings, discord_token=fake.token), library, guild_ready_timeout=0.05)
-        task = asyncio.create_task(bot.start(fake.token))
-        try:
-            await fake.wait_ready()
-            await asyncio.wait_for(bot.wait_until_ready(), 10)
-            yield Env(fake, bot, lab, tmp / "audit.jsonl", books_dir[1])
-        finally:
-            await bot.close()
-            await asyncio.wait_for(task, 10)
-            redaction.uninstall()
-
-
-async def results(inter: FakeInteraction) -> FakeMessage:
-    while True:
-        msg = await inter.wait_followup(60)
-        if msg.embeds and not msg.ephemeral:
-            return msg
-        if msg.ephemeral and msg.content and not msg.content.startswith("Posting"):
-            raise AssertionError(f"refused: {msg.content}")
-
-
-async def private_reply(inter: FakeInteraction) -> str:
-    """The refusal the invoker sees; nothing was posted to the channel."""
-    while True:
-        msg = await inter.wait_followup(60)
-        if msg.content:
-            assert msg.ephemeral and not msg.embeds, f"shown to the channel: {msg.content!r}"
-            assert not any(not m.ephemeral and (m.content or m.embeds) for m in inter.messages)
-            return msg.content
-
-
-def names(msg: FakeMessage) -> list[str]:
-    return [line.split("`")[1] for line in msg.embeds[0]["description"].splitlines()]
+    async with running_bot(settings, library, {"Lab": (lab_id, ["research"])}) as (fake, bot, guilds):
+        yield Env(fake, bot, guilds["Lab"], tmp / "audit.jsonl", books_dir[1])
 
 
 def years(msg: FakeMessage) -> list[int]:
@@ -206,7 +171,7 @@ async def test_a_prompt_in_another_language_finds_what_the_english_one_finds(env
     service = env.service("sample")
     clip_only = SearchService(Collection.open(service.collection.path), service.encoder)
     english = [h.file_name for h in (await asyncio.to_thread(clip_only.search, "a steam engine", k=5)).hits]
-    got = names(await results(await env.search(prompt=prompt, k=5)))
+    got = hit_names(await results(await env.search(prompt=prompt, k=5)))
     assert got[:3] == english[:3] and len(set(got) & set(english)) >= 4
 
 
@@ -238,8 +203,8 @@ async def test_without_subtracts_a_term(env: Env) -> None:
     """`without` is subtracted from the prompt: the results are search_core's for "a ship" minus
     "a steam engine", not those of "a ship"; the title says what was left out."""
     msg = await results(await env.search(prompt="a ship", without="a steam engine", k=8))
-    assert names(msg) == await env.expected("sample", "a ship", 8, subtract=("a steam engine",))
-    assert names(msg) != await env.expected("sample", "a ship", 8)
+    assert hit_names(msg) == await env.expected("sample", "a ship", 8, subtract=("a steam engine",))
+    assert hit_names(msg) != await env.expected("sample", "a ship", 8)
     assert "without “a steam engine”" in msg.embeds[0]["title"]
 
 
@@ -247,7 +212,7 @@ async def test_without_subtracts_a_term(env: Env) -> None:
                                     '"jack-in-the-box" + a ship', "- birds + a ship"])
 async def test_arithmetic_in_the_prompt(env: Env, prompt: str) -> None:
     msg = await results(await env.search(prompt=prompt, k=6, collection="books"))
-    assert names(msg) == await env.expected("books", prompt, 6)
+    assert hit_names(msg) == await env.expected("books", prompt, 6)
 
 
 @pytest.mark.parametrize(("prompt", "where"), [("a ship -people", "character 8"), ("a ship +", "character 8"),
@@ -298,7 +263,7 @@ async def test_more_from_this_book_pages_through_the_book_in_page_order(env: Env
     target = env.books[page_order(BOOK_A)[3]]
     msg = await results(await env.search(user, collection="books", k=2,
                                          attachments={"image": (target.read_bytes(), "q.jpg", "image/jpeg")}))
-    assert names(msg)[0] == target.name
+    assert hit_names(msg)[0] == target.name
     select = component(msg, "book")
     assert BOOK_A in [o["value"] for o in select["options"]]
     choice = await env.fake.choose_option(msg, select["custom_id"], BOOK_A, user=user)
@@ -307,10 +272,10 @@ async def test_more_from_this_book_pages_through_the_book_in_page_order(env: Env
     expected = page_order(BOOK_A)
     assert "in page order" in footer(listing) and f"of {len(expected)}" in footer(listing)
     assert component(listing, "book")["disabled"]        # only this book on the page: nothing else to offer
-    seen = names(listing)
+    seen = hit_names(listing)
     while len(seen) < len(expected):
         listing = await press(env, listing, "next", user)
-        seen += names(listing)
+        seen += hit_names(listing)
     assert seen == expected
     assert sheet(listing).height > 0
 
@@ -319,7 +284,7 @@ async def test_the_book_select_offers_each_book_on_the_page_once(env: Env) -> No
     """A page with every row: one option per book id (book A's seven hits are one option), none
     for files without a British Library name."""
     msg = await results(await env.search(prompt="an engraving", collection="books", k=24))
-    assert len(names(msg)) == 23       # 11 book pages, 10 single illustrations, 2 plain files
+    assert len(hit_names(msg)) == 23       # 11 book pages, 10 single illustrations, 2 plain files
     values = [o["value"] for o in component(msg, "book")["options"]]
     assert len(values) == len(set(values)) == 12 and {BOOK_A, BOOK_B} <= set(values)
 
@@ -346,13 +311,13 @@ async def test_year_order_shows_the_top_results_oldest_first_across_pages(env: E
     pages = [first]
     for _ in range(3):
         pages.append(await press(env, pages[-1], "next", user))
-    run = [n for p in pages[:3] for n in names(p)]
+    run = [n for p in pages[:3] for n in hit_names(p)]
     assert sorted(run) == sorted(top9)
     run_years = [y for p in pages[:3] for y in years(p)]
     assert run_years == sorted(run_years)
     assert all("oldest first within relevance ranks 1-9" in footer(p) for p in pages[:3])
-    assert "ranks 10-18" in footer(pages[3]) and not set(names(pages[3])) & set(run)
-    assert names(pages[3]) == await env.expected("books", "a ship", 3, order="year", offset=9)
+    assert "ranks 10-18" in footer(pages[3]) and not set(hit_names(pages[3])) & set(run)
+    assert hit_names(pages[3]) == await env.expected("books", "a ship", 3, order="year", offset=9)
     plain = await results(await env.search(prompt="a ship", collection="books", k=3))
     assert "oldest" not in footer(plain)
     assert sheet(first).height > sheet(plain).height          # the sheet's title line
@@ -382,4 +347,4 @@ async def test_a_rotated_phone_photo_finds_the_original(env: Env, sample_images,
     buf = io.BytesIO()
     stored.save(buf, fmt, exif=exif.tobytes(), quality=95)
     msg = await results(await env.search(k=1, attachments={"image": (buf.getvalue(), "IMG_0001.HEIC", content_type)}))
-    assert names(msg) == [original.name]
+    assert hit_names(msg) == [original.name]
