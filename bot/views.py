@@ -255,9 +255,9 @@ class ResultPager(discord.ui.View):
         edition = self._edition(interaction, "more_from_book")
         charge(self.bot, interaction, "more_from_book", book_id=book_id, collection=edition.name)
         await defer_privately(interaction)
-        title = next(h.title for h in self.page.hits if h.book_id == book_id) or f"book {book_id}"
-        query = Query(label=f"the book “{render.clip(render.one_line(title), 80)}” ({book_id})", k=self.query.k,
-                      book_id=book_id, collection=edition.name, version=edition.version)
+        title = next(h.title for h in self.page.hits if h.book_id == book_id)
+        label = f"the book “{render.clip(render.one_line(title), 80)}” ({book_id})" if title else f"book {book_id}"
+        query = Query(label=label, k=self.query.k, book_id=book_id, collection=edition.name, version=edition.version)
         await send_results(self.bot, interaction, query, await draw_page(self.bot, interaction, query, 0, edition))
 
     async def on_timeout(self) -> None:
