@@ -21,7 +21,7 @@ from bot.library import UNKNOWN_COLLECTION
 from bot.settings import Settings
 from tests.fake_discord import FakeDiscord, FakeInteraction, FakeMessage
 from tests.fake_discord.models import snowflake
-from tests.fixtures.bot import private_reply, results, running_bot
+from tests.fixtures.bot import hit_lines, private_reply, results, running_bot
 from tests.fixtures.images import make_imagefolder
 from tests.fixtures.tiny_clip import build_tiny_clip
 
@@ -105,7 +105,7 @@ async def env(folders: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 
 
 def hit_files(msg: FakeMessage, names: set[str]) -> list[str]:
-    lines = msg.embeds[0]["description"].splitlines()
+    lines = hit_lines(msg)
     found = [next((n for n in names if n in line), None) for line in lines]
     assert None not in found, f"a hit is not from the expected collection: {lines}"
     return found

@@ -19,11 +19,13 @@ import pytest_asyncio
 
 from bot import redaction, render
 from bot.client import ImageBot
-from bot.settings import RateLimit, Settings
+from bot.library import Library, edition_of
+from bot.settings import CollectionSpec, RateLimit, Settings
 from search_core.layout import MatchScale
 from search_core.search import SearchService
 from tests.fake_discord import FakeDiscord, FakeInteraction, FakeMessage, FakeUser
-from tests.test_bot_e2e import hit_lines, results
+from tests.fixtures.bot import results
+from tests.test_bot_e2e import hit_lines
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
 
@@ -54,10 +56,11 @@ async def env(service: SearchService, copies_collection: Path):
     async with FakeDiscord() as fake:
         fake.install()
         lab = fake.add_guild("Lab", channels=["research"])
-        settings = Settings(discord_token=fake.token, collection_dir=copies_collection,
+        spec = CollectionSpec("copies", copies_collection)
+        settings = Settings(discord_token=fake.token, collections=(spec,),
                             allowed_guilds=frozenset({lab.id}), allowed_channels=frozenset({lab.channels["research"]}),
                             rate_limit=RATE, device="cpu")
-        bot = ImageBot(settings, service, None, guild_ready_timeout=0.05)
+        bot = ImageBot(settings, Library([edition_of(spec, service)]), guild_ready_timeout=0.05)
         task = asyncio.create_task(bot.start(fake.token))
         try:
             await fake.wait_ready()

@@ -29,7 +29,7 @@ from search_core.query_vector import encode_expression
 from search_core.search import SearchService
 from tests.fake_discord import FakeDiscord, FakeInteraction, FakeMessage
 from tests.fake_discord.models import snowflake
-from tests.fixtures.bot import hit_names, private_reply, results, running_bot
+from tests.fixtures.bot import hit_lines, hit_names, private_reply, results, running_bot
 from tests.fixtures.images import bl_file_name, draw_image
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(240)]
@@ -134,7 +134,7 @@ async def env(collection_dir: Path, books_dir, tiny_text_model: Path, tmp_path_f
 
 
 def years(msg: FakeMessage) -> list[int]:
-    return [int(re.search(r"\((\d{4})\)$", line).group(1)) for line in msg.embeds[0]["description"].splitlines()]
+    return [int(re.search(r"\((\d{4})\)$", line).group(1)) for line in hit_lines(msg)]
 
 
 def footer(msg: FakeMessage) -> str:
@@ -213,6 +213,28 @@ async def test_without_subtracts_a_term(env: Env) -> None:
 async def test_arithmetic_in_the_prompt(env: Env, prompt: str) -> None:
     msg = await results(await env.search(prompt=prompt, k=6, collection="books"))
     assert hit_names(msg) == await env.expected("books", prompt, 6)
+
+
+async def test_only_a_plain_prompt_is_judged_a_weak_match(env: Env) -> None:
+    """The weak-match line is for plain prompts, on whose best hits its scale is measured: a prompt
+    the collection matches weakly gets it; an expression whose vector would be judged weak (a
+    difference scores lower against every image) does not."""
+    service = env.service("books")
+
+    def judged_weak(prompt: str) -> bool:
+        vector = encode_expression(service, parse_query(prompt)).vector
+        return service.search_page(vector, k=3, text_query=True).weak_match is True
+
+    words = ["a ship", "birds", "a cathedral", "a map of London", "a portrait", "an elephant", "a steam engine",
+             "flowers", "a battle", "ruins", "a river", "people"]
+    plain, expression = await asyncio.to_thread(lambda: (
+        next((w for w in words if judged_weak(w)), None),
+        next((f"{a} - {b}" for a in words for b in words if a != b and judged_weak(f"{a} - {b}")), None)))
+    assert plain is not None and expression is not None, "no weak prompt or expression among the candidates"
+    msg = await results(await env.search(prompt=plain, collection="books", k=3))
+    assert "Weak match" in msg.embeds[0]["description"]
+    msg = await results(await env.search(prompt=expression, collection="books", k=3))
+    assert "Weak match" not in msg.embeds[0]["description"]
 
 
 @pytest.mark.parametrize(("prompt", "where"), [("a ship -people", "character 8"), ("a ship +", "character 8"),

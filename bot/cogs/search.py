@@ -167,9 +167,13 @@ class Search(commands.Cog):
             await send_private(interaction, (refusal.message if refusal else None) or GENERIC_REFUSAL)
             return
 
+        # The weak-match scale is measured on plain prompts' best hits. A difference of text vectors
+        # loses much of the direction all CLIP prompts share and tends to score lower against every
+        # image, so an expression is not judged against it.
         query = Query(label=render.query_label(prompt, image is not None, without=without), k=k,
                       collection=edition.name, version=edition.version, vector=encoded.vector,
-                      text_query=image is None, year_from=year_from, year_to=year_to, order=order)
+                      text_query=image is None and not expression.is_arithmetic,
+                      year_from=year_from, year_to=year_to, order=order)
         rendered = await draw_page(bot, interaction, query, 0, edition)
         await send_results(bot, interaction, query, rendered)
         bot.audit.record("search", allowed=True, k=k, year_from=year_from, year_to=year_to,
