@@ -9,8 +9,8 @@ run in each collection in turn.
 
 Figures, all in this process: the model's share (its peak), each collection's increment after
 its searches, and the peak. Target: one model plus each collection's share, i.e. the peak stays
-within the model and 1.5 GiB per million rows (the single-collection target of bench_memory),
-and the second collection costs no second model.
+within the model and 1.5 GiB per million rows, at least 1.5 GiB (the single-collection target of
+bench_memory), and the second collection costs no second model.
 """
 
 from __future__ import annotations
@@ -87,9 +87,12 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"RSS {mib(after['rss'])} ({mib(after['anon'])} anon, {mib(after['file'])} file-backed, shared page cache)")
     print(f"peak RSS {mib(peak)} = imports {mib(base)} + model peak {mib(model_peak - base)} + collections "
           f"{mib(max(0, peak - model_peak))}; a second model would add {mib(model_peak - base)}")
-    budget = model_peak + 1.5 * GIB * sum(sizes) / 1_000_000
+    # bench_memory's target for one 1M-row collection, scaled up for more rows (not down: a small
+    # collection's fixed costs, datasets and FAISS structures, do not shrink with it).
+    budget = model_peak + 1.5 * GIB * max(1.0, sum(sizes) / 1_000_000)
     ok = len(loaded) == 1 and peak <= budget
-    print(f"target: one model load, peak <= model + 1.5 GiB per 1M rows ({mib(budget)}): {verdict(ok)}")
+    print(f"target: one model load, peak <= model + 1.5 GiB per 1M rows, at least 1.5 GiB "
+          f"({mib(budget)}): {verdict(ok)}")
     return {"peak": peak, "model": model_peak - base, "base": base, "loads": len(loaded), "increments": increments}
 
 
