@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from benchmarks.common import CACHE, header, mib, peak_rss_bytes, rss_bytes, verdict, vit_b32
+from benchmarks.common import header, mib, peak_rss_bytes, rss_bytes, verdict, vit_b32
 
 GIB = 2**30
 
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> dict:
     header(f"memory: bot process with a {args.rows:,}-row collection open")
 
     import bot.client  # noqa: F401  - the bot's own imports (discord.py) count too
-    from benchmarks.synthetic import ProbeEncoder, synthetic_collection
+    from benchmarks.synthetic import encoder_for, synthetic_collection
     from search_core.collection import Collection
     from search_core.encoder import Encoder
     from search_core.search import SearchService
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> dict:
     model_peak = peak_rss_bytes()
     print(f"process after imports {mib(base)}; model loaded and warmed ({enc.precision}): +{mib(model)}")
 
-    syn = synthetic_collection(args.rows, CACHE / f"synthetic-{args.rows}", queries=args.queries)
+    syn = synthetic_collection(args.rows, queries=args.queries)     # bench_search's cached collection
     if syn.build_s is not None:
         print(f"(built the synthetic collection first: {syn.build_s:.0f} s; its memory is not counted below)")
         import gc
@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> dict:
         gc.collect()
     before = rss_bytes()["rss"]
     t = time.perf_counter()
-    service = SearchService(Collection.open(syn.path), ProbeEncoder())
+    collection = Collection.open(syn.path)
+    service = SearchService(collection, encoder_for(collection))
     open_s = time.perf_counter() - t
     years = service.collection.years
     for i, q in enumerate(syn.queries):

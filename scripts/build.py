@@ -5,9 +5,11 @@ Stages, with files between them so a crash costs little:
 2. embed in shards of SHARD_ROWS rows into one work folder beside OUT (``.OUT.build``); its
    state.json holds a key hashing the arguments that change embeddings, the source's file list
    and the row order, so a re-run with the same key skips the shards already written (whatever
-   its --batch-size) and any other key starts the folder afresh;
-3. build and tune the FAISS index; group near-duplicates (scripts/grouping.py) and measure the
-   weak-match scale (scripts/match_scale.py);
+   its --batch-size) and any other key starts the folder afresh (with --embeddings-column the
+   source's own vectors are read and checked instead: scripts/precomputed.py);
+3. build the FAISS index and tune it for image rows and for the shipped probe prompts encoded
+   with the collection's model (scripts/indexing.py); group near-duplicates
+   (scripts/grouping.py) and measure the weak-match scale (scripts/match_scale.py);
 4. write the collection into a temporary folder beside OUT and rename it into place (an
    existing collection is moved aside first and deleted only once the new one is in place), so a
    reader never sees half a collection. A build killed part way through this is tidied up by
@@ -39,6 +41,7 @@ from scripts.index_choice import resolve_index_spec
 from scripts.indexing import build_index
 from scripts.match_scale import match_scale, probe_vectors
 from scripts.metadata import ImageMetadata, dataset_metadata, year_order
+from scripts.precomputed import read_vectors
 from scripts.progress import Stage, live_bars, quiet_libraries, stage
 from scripts.sources import Source, open_source, source_signature
 from search_core import layout
@@ -77,16 +80,22 @@ class BuildSummary:
     duplicates: DuplicateInfo | None = None     # near-duplicate groups found
     grouping_seconds: float = 0.0
     match_scale: MatchScale | None = None
+    embeddings_column: str | None = None        # vectors read from this source column, not embedded
 
 
 @quiet_libraries()
 def build_collection(source: str, out: Path, *, model: str = DEFAULT_MODEL, batch_size: int | None = None,
                      device: str = "auto", index: str = "auto", precision: str = "auto",
                      push_to_hub: str | None = None, progress: bool = True,
-                     shard_size: int | None = None, duplicate_threshold: float = DUPLICATE_THRESHOLD) -> BuildSummary:
+                     shard_size: int | None = None, duplicate_threshold: float = DUPLICATE_THRESHOLD,
+                     embeddings_column: str | None = None, encoder: Encoder | None = None) -> BuildSummary:
     """Build (or rebuild) the collection at `out` from `source`. Raises BuildError.
 
     progress: live bars on a terminal; otherwise, and with progress=False, one line per stage.
+    embeddings_column: use the source's vectors in that column as they are (checked; no image is
+    embedded, rows need no image); `model` must be the model that made them, as text queries are
+    encoded with it. encoder: an already loaded model to use instead of loading `model` (the
+    benchmarks' synthetic one, say); `model` is still the name recorded.
     """
     started = time.perf_counter()
     live = live_bars(progress)
@@ -98,40 +107,48 @@ def build_collection(source: str, out: Path, *, model: str = DEFAULT_MODEL, batc
     _check_out(out)
 
     with stage("scan", "image", live=live) as scan:
-        src = open_source(source)
+        src = open_source(source, embeddings_column=embeddings_column)
         meta = dataset_metadata(src.dataset, src.image_column)
         order = year_order(meta)
         scan.advance(len(order))
 
     # Encoder.load resolves 'auto' (fp16 on CUDA, the fastest checked path on a CPU); the
     # manifest records what it chose.
-    encoder = _load_encoder(model, resolve_device(device), precision)
+    encoder = encoder or _load_encoder(model, resolve_device(device), precision)
     device, precision = encoder.device, encoder.precision
-    batch_size = batch_size or BATCH_SIZE["cuda" if device.startswith("cuda") else "cpu"]
-    shard_size = shard_size or SHARD_ROWS
-
-    key = _resume_key(src, order, model=model, precision=precision, shard_size=shard_size)
     work = _work_folder(out)
+    embedded = resumed = 0
+    embed_seconds = 0.0
+    if embeddings_column is not None:
+        vectors = read_vectors(src.dataset, embeddings_column, dim=encoder.dim, model=model, order=order,
+                               names=[m.file_name for m in meta], source=source)
+        positions, skipped, precision = list(range(len(order))), [], "source"
+    else:
+        batch_size = batch_size or BATCH_SIZE["cuda" if device.startswith("cuda") else "cpu"]
+        shard_size = shard_size or SHARD_ROWS
+        key = _resume_key(src, order, model=model, precision=precision, shard_size=shard_size)
 
-    embed_started = time.perf_counter()
-    embedded, resumed = _embed_shards(encoder, src, order, work, key=key, batch_size=batch_size,
-                                      shard_size=shard_size, live=live)
-    embed_seconds = time.perf_counter() - embed_started
+        embed_started = time.perf_counter()
+        embedded, resumed = _embed_shards(encoder, src, order, work, key=key, batch_size=batch_size,
+                                          shard_size=shard_size, live=live)
+        embed_seconds = time.perf_counter() - embed_started
 
-    positions, vectors, skipped_positions = _gather(work, n_shards=_n_shards(len(order), shard_size))
-    skipped = [(meta[order[p]].file_name, reason) for p, reason in skipped_positions]
-    if len(positions) == 0:
-        raise BuildError(f"None of the {len(order)} images in {source} could be read "
-                         f"(first problem: {skipped[0][0]}: {skipped[0][1]}).")
+        positions, vectors, skipped_positions = _gather(work, n_shards=_n_shards(len(order), shard_size))
+        skipped = [(meta[order[p]].file_name, reason) for p, reason in skipped_positions]
+        if len(positions) == 0:
+            raise BuildError(f"None of the {len(order)} images in {source} could be read "
+                             f"(first problem: {skipped[0][0]}: {skipped[0][1]}).")
 
+    probes = probe_vectors(encoder)     # the shipped probe prompts: text queries for tuning and the scale
     spec = resolve_index_spec(index, len(vectors), vectors.shape[1])
     with stage("index", "vector", live=live, total=len(vectors)) as indexing:
-        faiss_index, info = build_index(vectors, spec)
+        faiss_index, info = build_index(vectors, spec, text_queries=probes)
         indexing.advance(len(vectors))
-        indexing.note = info.spec if info.recall_at_10 is None else f"{info.spec}, recall@10 {info.recall_at_10:.3f}"
+        indexing.note = info.spec if info.recall_at_10 is None else (
+            f"{info.spec}, recall@10 {info.recall_at_10:.3f} images, {info.text_recall_at_10:.3f} prompts")
     with stage("group", "vector", live=live, total=len(vectors)) as grouping_stage:
         grouping = find_duplicate_groups(vectors, duplicate_threshold)
-        scale = match_scale(vectors, probe_vectors(encoder))
+        scale = match_scale(vectors, probes)
         grouping_stage.advance(len(vectors))
         grouping_stage.note = f"{grouping.info.grouped_rows} near-duplicates"
 
@@ -160,7 +177,7 @@ def build_collection(source: str, out: Path, *, model: str = DEFAULT_MODEL, batc
         images_per_second=embedded / embed_seconds if embedded and embed_seconds > 0 else 0.0,
         index=info, embedded=embedded, resumed=resumed, device=device, precision=precision,
         pushed_to=pushed, source_rows=len(order), duplicates=grouping.info, grouping_seconds=grouping.seconds,
-        match_scale=scale,
+        match_scale=scale, embeddings_column=embeddings_column,
     )
 
 
@@ -375,18 +392,28 @@ def _write_collection(tmp: Path, src: Source, meta: list[ImageMetadata], rows: l
         built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         model_probe=[float(x) for x in probe], precision=precision, skipped=len(skipped),
         checksums=file_checksums(tmp), duplicates=grouping.info, match_scale=scale,
+        embeddings_column=src.embeddings_column,
     )
     manifest.write(tmp)
 
 
 def _write_dataset(tmp: Path, src: Source, meta: list[ImageMetadata], rows: list[int],
                    on_rows: Callable[[int], None]) -> None:
-    """Rows in collection order, metadata columns, other scalar source columns, image bytes inside."""
+    """Rows in collection order, metadata columns, other scalar source columns, image bytes inside.
+
+    A source without images (vectors from an embeddings column) gets an image column of nulls.
+    """
     keep = [c for c, f in src.dataset.features.items()
             if c != src.image_column and c not in layout.METADATA_COLUMNS and c != "image"
             and isinstance(f, (datasets.Value, datasets.ClassLabel))]
-    base = src.dataset.select_columns([src.image_column, *keep]).select(rows)
-    if src.image_column != "image":
+    if src.image_column is None:
+        images = datasets.Dataset.from_dict({"image": [None] * len(rows)},
+                                            features=datasets.Features({"image": datasets.Image()}))
+        base = images if not keep else datasets.concatenate_datasets(
+            [images, src.dataset.select_columns(keep).select(rows)], axis=1)
+    else:
+        base = src.dataset.select_columns([src.image_column, *keep]).select(rows)
+    if src.image_column not in (None, "image"):
         base = base.rename_column(src.image_column, "image")
     meta_features = datasets.Features({
         "file_name": datasets.Value("string"), "year": datasets.Value("int32"),

@@ -26,14 +26,21 @@ def add_build_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         "build", help="embed a folder or dataset of images into a searchable collection",
         description="Embed every image of SOURCE with a CLIP model and write a collection "
                     "(dataset, embeddings, FAISS index) to --out. SOURCE: an image folder "
-                    "(imagefolder layout), a dataset saved with save_to_disk, a Hub dataset id, "
-                    "or an http(s) URL of a zip of images. Re-running after a crash resumes.",
+                    "(imagefolder layout), a dataset saved with save_to_disk, a Parquet file, a Hub "
+                    "dataset id, or an http(s) URL of a zip of images. Re-running after a crash "
+                    "resumes. With --embeddings-column, the vectors the source already holds are "
+                    "checked and used instead of embedding the images.",
     )
-    parser.add_argument("source", metavar="SOURCE", help="image folder, saved dataset, Hub id or zip URL")
+    parser.add_argument("source", metavar="SOURCE",
+                        help="image folder, saved dataset, Parquet file, Hub id or zip URL")
     parser.add_argument("--out", required=True, type=Path, metavar="COLLECTION",
                         help="collection folder to write (replaced only once the new one is complete)")
-    parser.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME_OR_PATH",
-                        help=f"sentence-transformers CLIP model name or folder (default {DEFAULT_MODEL})")
+    parser.add_argument("--model", default=None, metavar="NAME_OR_PATH",
+                        help=f"sentence-transformers CLIP model name or folder (default {DEFAULT_MODEL}); "
+                             "with --embeddings-column, required: the model that made the vectors")
+    parser.add_argument("--embeddings-column", default=None, metavar="NAME",
+                        help="use the vectors in this column of SOURCE instead of embedding images "
+                             "(checked: the model's dimension, finite, non-zero; rows may lack an image)")
     parser.add_argument("--batch-size", type=int, default=None, metavar="N",
                         help="images per model call (default: 32 on CPU, 256 on CUDA)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
@@ -60,11 +67,16 @@ def run_build(args: argparse.Namespace) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     quiet_model_loading()
+    if args.embeddings_column is not None and args.model is None:
+        print("error: --embeddings-column needs --model: the model that made the vectors (text "
+              "queries are encoded with it).", file=sys.stderr)
+        return 1
     try:
         summary = build_collection(
-            args.source, args.out, model=args.model, batch_size=args.batch_size, device=args.device,
-            index=args.index, precision=args.precision, push_to_hub=args.push_to_hub,
+            args.source, args.out, model=args.model or DEFAULT_MODEL, batch_size=args.batch_size,
+            device=args.device, index=args.index, precision=args.precision, push_to_hub=args.push_to_hub,
             progress=args.progress, duplicate_threshold=args.duplicate_threshold,
+            embeddings_column=args.embeddings_column,
         )
     except ImageSearchError as exc:
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)
@@ -79,18 +91,23 @@ def run_build(args: argparse.Namespace) -> int:
 
 def format_summary(summary) -> str:
     """Human summary: rows, skipped files (with reasons), time, speed, index and its recall."""
-    lines = [
-        f"Built {summary.rows} images into {summary.out} in {summary.seconds:.1f} s "
-        f"({summary.images_per_second:.1f} images/s on {summary.device}, {summary.precision}"
-        + (f"; {summary.resumed} resumed from an earlier run" if summary.resumed else "") + ").",
-    ]
+    if summary.embeddings_column is not None:
+        lines = [(f"Built {summary.rows} rows into {summary.out} in {summary.seconds:.1f} s from the vectors "
+                  f"in column {summary.embeddings_column!r} of the source (not re-embedded).")]
+    else:
+        lines = [
+            f"Built {summary.rows} images into {summary.out} in {summary.seconds:.1f} s "
+            f"({summary.images_per_second:.1f} images/s on {summary.device}, {summary.precision}"
+            + (f"; {summary.resumed} resumed from an earlier run" if summary.resumed else "") + ").",
+        ]
     index = summary.index
     if index.recall_at_10 is None:
         lines.append(f"Index: {index.spec} (exact search).")
     else:
         params = ", ".join(f"{k}={v}" for k, v in index.params.items()) or "defaults"
-        lines.append(f"Index: {index.spec} ({params}), measured recall@10 {index.recall_at_10:.3f} "
-                     "against exact search.")
+        text = "" if index.text_recall_at_10 is None else f", {index.text_recall_at_10:.3f} for text prompts"
+        lines.append(f"Index: {index.spec} ({params}), measured recall@10 {index.recall_at_10:.3f} for image "
+                     f"queries{text}, against exact search.")
     lines += _grouping_lines(summary)
     if summary.skipped:
         lines.append(f"Skipped {len(summary.skipped)} file(s) (listed in skipped.jsonl):")

@@ -1,17 +1,34 @@
 """Which FAISS index a collection gets: a pure function of its size, from measured figures.
 
-Figures from anchors/faiss_results.md and BENCHMARKS.md (2 CPU cores, 512-d, one query at a time):
-- Approximate candidates are re-ranked exactly from embeddings.npy (search_core.rerank), which
-  takes IVF-SQ8's recall@10 to 0.997-1.000 on the benchmark's clustered vectors, so exact Flat
-  only pays off while it is nearly free: 0.2 ms at 5k rows, but 0.53 ms at 10k where IVF256,SQ8
-  answers in 0.13 ms (recall 0.997), and 13 ms at 100k.
-- Above that, IVF with 8-bit scalar quantisation: IVF1264,SQ8 at 100k, IVF4000,SQ8 at 1M
-  (504 MB, p95 0.4 ms, recall 1.000 after re-ranking).
-- Not chosen: HNSW builds too slowly on 2 cores (39 s at 100k, over 10 min at 1M); PQ without
-  re-ranking reached recall 0.33-0.42.
-nlist = 4·sqrt(n) matches both measured points (1264 at 100k, 4000 at 1M) and FAISS's guideline
-(4·sqrt(n) to 16·sqrt(n)); it is capped so each list gets at least 39 training points, the
-minimum FAISS's k-means asks for.
+Measured on the hard benchmark data (benchmarks/hard_data.py: a CLIP-like manifold with clusters,
+near-duplicates and text-like queries with a modality gap), 512-d, 2 CPU cores, one query at a
+time on one thread, candidates re-ranked exactly from embeddings.npy. Text-like queries decide:
+image-like ones reach recall@10 0.97 with a third of the work. At 1M rows, raw index search:
+
+| index                                  | setting      | recall@10 image / text | p50 / p95 ms    | memory  |
+|----------------------------------------|--------------|------------------------|-----------------|---------|
+| IVF4096,SQ8                            | nprobe 96    | 0.994 / 0.940          | 2.66 / 3.43 *   | 0.50 GiB|
+| RR512,IVF4096,SQ8_direct_signed        | nprobe 192   | 0.998 / 0.972          | 1.74 / 2.17 *   | 0.50 GiB|
+| HNSW32,SQ8 (efConstruction 80)         | efSearch 512 | 0.999 / 0.922          | 2.15 / 3.78 *   | 0.73 GiB|
+| IVF4096,PQ128x4fs + SQ8 refine of 1000 | nprobe 192   | 0.947 / 0.762          | 1.43 / 1.64     | 0.55 GiB|
+| IVF4096,RaBitQfs4 (4-bit), re-rank 50  | nprobe 384   | 1.000 / 0.980          | 17 / 23 *       | 0.29 GiB|
+(* under 50-80% load from other processes; the nprobe-192 int8 row and the SQ8 row beside it
+were timed in one process: int8 is 1.9-2.0x faster at equal recall.)
+
+- The int8 index: a random rotation (RR) spreads each vector evenly over the dimensions, and its
+  matrix is scaled so the collection's largest component fits an int8; SQ8_direct_signed then
+  stores those integers and FAISS scores them with integer dot products, twice as fast as
+  SQ8's per-dimension decoding, at the same recall (scripts/indexing.py fits the scale).
+- IVF, not a graph: the text queries' neighbours lie across several clusters; HNSW needs an
+  efSearch so wide for them that it is slower than IVF, and a year range on a graph loses
+  recall (0.920-0.987 at 100k easy rows for efSearch 32-256), while IVF with rows in year
+  order scans only each list's stretch of the range (search_core/index_params.py).
+- 4-bit codes (PQ fast-scan, 1-bit RaBitQ) cannot order the text queries' scores, which lie
+  within 0.015 of each other over the top ten, even with 1,000 candidates re-scored; 4-bit
+  RaBitQ can, but its per-list query set-up costs 10x the scan.
+- Exact Flat while it is nearly free (rows x dim up to 5,000 x 512; 0.5 ms at 10k rows).
+nlist = 4·sqrt(n) (FAISS's guideline is 4-16·sqrt(n)), capped so each list gets at least 39
+training points, the minimum FAISS's k-means asks for.
 """
 
 from __future__ import annotations
@@ -23,7 +40,7 @@ FLAT_MAX_FLOATS = 5_000 * 512
 MIN_POINTS_PER_CENTROID = 39
 
 # Named choices for --index; anything else is passed to faiss.index_factory as it is.
-INDEX_NAMES = ("auto", "flat", "sqfp16", "hnsw", "ivf-sq8")
+INDEX_NAMES = ("auto", "flat", "sqfp16", "hnsw", "ivf-sq8", "ivf-int8")
 
 
 def ivf_nlist(n: int) -> int:
@@ -31,13 +48,18 @@ def ivf_nlist(n: int) -> int:
     return max(1, min(int(4 * math.sqrt(n)), n // MIN_POINTS_PER_CENTROID))
 
 
+def ivf_int8_spec(n: int, dim: int) -> str:
+    """IVF over int8 codes of randomly rotated, scaled vectors (the scale is fitted at build)."""
+    return f"RR{dim},IVF{ivf_nlist(n)},SQ8_direct_signed"
+
+
 def choose_index(n: int, dim: int) -> str:
-    """FAISS factory string for n vectors of dimension dim: exact while cheap, else IVF-SQ8."""
+    """FAISS factory string for n vectors of dimension dim: exact while cheap, else IVF-int8."""
     if n <= 0 or dim <= 0:
         raise ValueError(f"choose_index needs n > 0 and dim > 0, got n={n}, dim={dim}")
     if n * dim <= FLAT_MAX_FLOATS:
         return "Flat"
-    return f"IVF{ivf_nlist(n)},SQ8"
+    return ivf_int8_spec(n, dim)
 
 
 def resolve_index_spec(index: str, n: int, dim: int) -> str:
@@ -54,4 +76,6 @@ def resolve_index_spec(index: str, n: int, dim: int) -> str:
         return "HNSW32"
     if key == "ivf-sq8":
         return f"IVF{ivf_nlist(n)},SQ8"
+    if key == "ivf-int8":
+        return ivf_int8_spec(n, dim)
     return name

@@ -102,7 +102,7 @@ def parse_file_name(file_name: str, folder_year: object = None) -> ImageMetadata
 _NAME_COLUMNS = ("file_name", "fname", "filename")
 
 
-def dataset_metadata(dataset: Any, image_column: str) -> list[ImageMetadata]:
+def dataset_metadata(dataset: Any, image_column: str | None) -> list[ImageMetadata]:
     """ImageMetadata for every row of a `datasets.Dataset` whose image column is undecoded.
 
     Sources: the image path's file name (else a file-name column, else the row number), the
@@ -113,7 +113,8 @@ def dataset_metadata(dataset: Any, image_column: str) -> list[ImageMetadata]:
     import pyarrow.compute as pc
 
     table = dataset.with_format("arrow")
-    paths = pc.struct_field(table[image_column], "path").to_pylist()
+    paths = (pc.struct_field(table[image_column], "path").to_pylist() if image_column is not None
+             else [None] * len(dataset))   # no images: vectors came from an embeddings column
     columns = [c for c in dataset.column_names if c != image_column]
 
     fallback_names: list[object] = [None] * len(paths)

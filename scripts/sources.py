@@ -4,11 +4,13 @@ SOURCE kinds, tried in this order:
 - a folder written by ``save_to_disk`` (a Dataset, or a DatasetDict: its "train" split or its
   only split);
 - any other folder: the ``imagefolder`` layout (year sub-folders become a ClassLabel ``label``);
+- a Parquet file (``Dataset.from_parquet``);
 - an http(s) URL of an archive: ``imagefolder`` with ``data_files=URL``, as the seed does;
 - anything else: a Hub dataset id for ``load_dataset``.
 
 Images stay undecoded (``Image(decode=False)``): the build decodes them itself so that a broken
-file is skipped with a reason instead of failing the whole build.
+file is skipped with a reason instead of failing the whole build. A source whose vectors come
+from an embeddings column needs no images at all (rows without one are kept, image null).
 """
 
 from __future__ import annotations
@@ -33,36 +35,51 @@ _SAVED_DATASET_DICT = "dataset_dict.json"
 
 @dataclass(frozen=True)
 class Source:
-    """The opened source: its rows, and which column holds the images."""
+    """The opened source: its rows, and which columns hold the images and precomputed vectors."""
 
     dataset: datasets.Dataset
-    image_column: str
-    description: str   # what the user passed, for the manifest
+    image_column: str | None        # None: no images (only with an embeddings column)
+    description: str                # what the user passed, for the manifest
+    embeddings_column: str | None = None
 
 
-def open_source(source: str) -> Source:
-    """Open SOURCE; BuildError with one readable sentence for anything that cannot be used."""
+def open_source(source: str, *, embeddings_column: str | None = None) -> Source:
+    """Open SOURCE; BuildError with one readable sentence for anything that cannot be used.
+
+    With `embeddings_column` the column must exist and hold vectors of numbers (checked here,
+    before any model is loaded), and an image column is optional.
+    """
     if not source or not source.strip():
         raise BuildError("No source given: pass an image folder, a saved dataset, a Hub id or a zip URL.")
     path = Path(source).expanduser()
     if source.startswith(("http://", "https://")):
         dataset = _load_remote(lambda: _load_archive(source), source)
     elif path.is_dir():
-        dataset = _open_folder(path)
+        dataset = _open_folder(path, images_needed=embeddings_column is None)
+    elif path.is_file() and path.suffix.lower() == ".parquet":
+        dataset = _open_parquet(path)
     elif path.exists():
         raise BuildError(f"Source {source} is a file; pass a folder of images, a saved dataset, "
-                         "a Hub dataset id or an http(s) URL of a zip.")
+                         "a Parquet file, a Hub dataset id or an http(s) URL of a zip.")
     elif _looks_like_path(source):
         raise BuildError(f"Source folder {source} does not exist.")
     else:
         dataset = _load_remote(lambda: datasets.load_dataset(source), source)
 
     dataset = _single_split(dataset, source)
-    image_column = _image_column(dataset, source)
+    if embeddings_column is not None:
+        from scripts.precomputed import vector_column_type
+
+        vector_column_type(dataset, embeddings_column, source)
+        image_column = _image_column(dataset, source, required=False)
+    else:
+        image_column = _image_column(dataset, source)
     if len(dataset) == 0:
-        raise BuildError(f"Source {source} has no images.")
-    dataset = dataset.cast_column(image_column, datasets.Image(decode=False))
-    return Source(dataset=dataset, image_column=image_column, description=source)
+        raise BuildError(f"Source {source} has no {'rows' if embeddings_column else 'images'}.")
+    if image_column is not None:
+        dataset = dataset.cast_column(image_column, datasets.Image(decode=False))
+    return Source(dataset=dataset, image_column=image_column, description=source,
+                  embeddings_column=embeddings_column)
 
 
 def _looks_like_path(source: str) -> bool:
@@ -71,12 +88,16 @@ def _looks_like_path(source: str) -> bool:
             or source.endswith("/"))
 
 
-def _open_folder(path: Path) -> datasets.Dataset | datasets.DatasetDict:
+def _open_folder(path: Path, images_needed: bool = True) -> datasets.Dataset | datasets.DatasetDict:
     if (path / _SAVED_DATASET_DICT).is_file() or all((path / f).is_file() for f in _SAVED_DATASET):
         try:
             return datasets.load_from_disk(str(path))
         except Exception as exc:
             raise BuildError(f"Could not open the saved dataset at {path}: {exc}") from exc
+    if not images_needed:
+        raise BuildError(f"Source folder {path} is not a saved dataset (no {_SAVED_DATASET_DICT}, or "
+                         f"{' and '.join(_SAVED_DATASET)}); --embeddings-column needs a saved dataset, "
+                         "a Parquet file or a Hub dataset id.")
     files = [p for p in path.rglob("*") if p.is_file()]
     if not files:
         raise BuildError(f"Source folder {path} is empty.")
@@ -92,6 +113,13 @@ def _open_folder(path: Path) -> datasets.Dataset | datasets.DatasetDict:
         raise BuildError(f"Source folder {path} has no image files.") from exc
     except Exception as exc:
         raise BuildError(f"Could not read the image folder {path}: {exc}") from exc
+
+
+def _open_parquet(path: Path) -> datasets.Dataset:
+    try:
+        return datasets.Dataset.from_parquet(str(path))
+    except Exception as exc:  # pyarrow and datasets raise many types for a broken file
+        raise BuildError(f"Could not read the Parquet file {path}: {type(exc).__name__}: {exc}") from exc
 
 
 def _load_remote(load, source: str) -> datasets.Dataset | datasets.DatasetDict:
@@ -148,10 +176,12 @@ def _single_split(dataset: datasets.Dataset | datasets.DatasetDict, source: str)
                      "save the split you want with save_to_disk and build from that.")
 
 
-def _image_column(dataset: datasets.Dataset, source: str) -> str:
+def _image_column(dataset: datasets.Dataset, source: str, required: bool = True) -> str | None:
     for name, feature in dataset.features.items():
         if isinstance(feature, datasets.Image):
             return name
+    if not required:
+        return None
     raise BuildError(f"Source {source} has no image column (columns: {', '.join(dataset.column_names)}).")
 
 

@@ -52,11 +52,21 @@ METADATA_COLUMNS = ("file_name", "year", "title", "book_id", "volume", "page", "
 
 @dataclass(frozen=True)
 class IndexInfo:
-    """What index was built and how well it does against exact search."""
+    """What index was built and how well it does against exact search.
+
+    Recall is measured at build time against exact search, after search_core's exact re-rank,
+    for two kinds of query: image-like (rows of the collection, each not counting itself) and
+    text (the shipped probe prompts encoded with the collection's model), which sit apart from
+    the images (the modality gap) and need a deeper search. Manifests older than the text
+    figure read as None.
+    """
 
     spec: str                          # FAISS factory string, e.g. "Flat" or "IVF1024,SQ8"
     params: dict[str, Any] = field(default_factory=dict)   # search-time params, e.g. {"nprobe": 16}
-    recall_at_10: float | None = None  # measured against exact search at build; None for exact
+    recall_at_10: float | None = None  # image-like queries; None for exact
+    text_recall_at_10: float | None = None   # probe prompts; None for exact (or an older build)
+    rerank: int | None = None          # candidates re-ranked exactly per 10 hits; None: the default
+    build_seconds: float | None = None   # training, adding and tuning, wall clock
 
 
 @dataclass(frozen=True)
@@ -94,8 +104,9 @@ class Manifest:
     source: str
     built_at: str              # ISO 8601, UTC
     model_probe: list[float]   # MODEL_PROBE_TEXT encoded by the build's model
-    precision: str = "fp32"    # how the images were embedded (fp32, bf16, fp16, int8)
+    precision: str = "fp32"    # how the images were embedded (fp32, bf16, fp16, int8; "source": not by us)
     skipped: int = 0
+    embeddings_column: str | None = None   # the vectors came from this column of the source
     checksums: dict[str, str] = field(default_factory=dict)  # file name -> sha256 hex
     duplicates: DuplicateInfo | None = None    # None: built before grouping existed (no groups.npy)
     match_scale: MatchScale | None = None      # None: no weak-match marking

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +27,10 @@ from search_core.collapse import DuplicateGroups, top_groups
 from search_core.collection import Collection, check_year_range
 from search_core.errors import ModelMismatchError, QueryError
 from search_core.images import to_rgb
+from search_core.index_params import search_parameters
 from search_core.layout import MODEL_PROBE_MIN_COSINE, MODEL_PROBE_TEXT
 from search_core.ordering import ORDER_BOOK, ORDER_RELEVANCE, ORDER_YEAR, check_order, year_ordered
-from search_core.rerank import candidate_count, is_exact, rerank
+from search_core.rerank import candidate_count, inner_products, is_exact, rerank
 from search_core.text_model import Alignment, TextModel
 from search_core.weak_match import is_weak
 
@@ -47,14 +47,21 @@ MAX_PROMPT_CHARS = 1000
 EXACT_BLOCK_ROWS = 65_536
 # A year range this small is scored exactly from the embeddings when the index is approximate
 # (~0.15 ms at 512-d), and every page of a query takes the same path, so pages stay disjoint.
-# Wider ranges go through the index: scoring 10k rows in numpy cost 0.36 ms on a quiet machine
-# and 15 ms under load (BLAS threads), against ~0.15 ms for IVF with a sorted range selector.
+# Wider ranges go through the index: scoring 10k rows cost 0.36 ms on a quiet machine, against
+# ~0.15 ms for IVF with a sorted range selector.
 EXACT_SEARCH_MAX_ROWS = 4_096
-# A filtered IVF search probes at least this many lists (before scaling by 1/share). A tuned
-# nprobe can be 1 once candidates are re-ranked, but a year range's nearest eligible rows are
-# spread over more lists: at 1M synthetic rows and a 10% range, recall@10 was 0.943 with 1 list
-# scaled, 0.975 with 16 scaled, at 1.4x the unfiltered query's time.
-MIN_FILTERED_NPROBE = 16
+# An approximate index's ranking of one query is built in tiers: positions [0, 10) come from a
+# search for the top 10, [10, 40) from a search for the top 40 minus the rows already ranked,
+# and so on (x4). Every page of a query reads the same ranking, so pages are disjoint and their
+# union is the ranking's prefix, whatever the index: two searches of different depths need not
+# agree on their common prefix (a deeper HNSW or re-rank can find a better row that a page
+# already shown missed, which would then repeat a row and skip another).
+RANK_TIER = 10
+RANK_TIER_GROWTH = 4
+# A tier that would fetch more candidates than this is searched exactly instead: only deep
+# pages get there (offset ~400 at the default depth), and an HNSW search that wide costs more
+# than a scan of the eligible rows.
+MAX_APPROX_CANDIDATES = 4_096
 
 
 @dataclass(frozen=True)
@@ -346,21 +353,6 @@ class SearchService:
         groups = self.collection.groups
         return groups if collapse and groups is not None and groups.has_duplicates else None
 
-    def _top_rows(self, query: np.ndarray, n: int, start: int, stop: int,
-                  blocked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The n best rows in [start, stop) not in `blocked`: through the index, or exactly for a
-        narrow range on an approximate index, or exactly when the index comes back short."""
-        narrowed = stop - start < self.collection.rows
-        if narrowed and stop - start <= EXACT_SEARCH_MAX_ROWS and not self._exact_index:
-            scores, rows = self._exact_search(query[0], n, start, stop, blocked)
-        else:
-            scores, rows = self._faiss_search(query, n, start, stop, blocked)
-        if rows.size < n:
-            log.info("index returned %d of %d eligible hits; searching the %d eligible rows exactly",
-                     rows.size, n, (stop - start) - blocked.size)
-            scores, rows = self._exact_search(query[0], n, start, stop, blocked)
-        return scores, rows
-
     def _is_hidden(self, row: int) -> bool:
         i = np.searchsorted(self.hidden_rows, row)
         return bool(i < self.hidden_rows.size and self.hidden_rows[i] == row)
@@ -370,6 +362,53 @@ class SearchService:
         excluded = np.asarray([int(r) for r in exclude_rows], dtype=np.int64)
         blocked = np.union1d(self.hidden_rows, excluded)
         return blocked[(blocked >= start) & (blocked < stop)]
+
+    def _top_rows(self, query: np.ndarray, n: int, start: int, stop: int,
+                  blocked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The first n (scores, rows) of this query's ranking of the rows in [start, stop) not in
+        `blocked`: the same ranking whatever n, so pages never repeat or skip a row.
+
+        Exact searches (a Flat index, a range small enough to score directly) give one ranking
+        at any depth. An approximate index's ranking is built in tiers (RANK_TIER).
+        """
+        total = (stop - start) - blocked.size
+        n = min(n, total)
+        if self._exact_index or self._exact_range(start, stop):
+            return self._top(query, n, start, stop, blocked)
+        scores = np.empty(0, np.float32)
+        rows = np.empty(0, np.int64)
+        depth = RANK_TIER
+        while rows.size < n:
+            tier = min(depth, total)
+            tier_scores, tier_rows = self._top(query, tier, start, stop, blocked)
+            new = ~np.isin(tier_rows, rows)
+            take = tier - rows.size
+            scores = np.concatenate([scores, tier_scores[new][:take]])
+            rows = np.concatenate([rows, tier_rows[new][:take]])
+            if tier_rows.size < tier:
+                break           # fewer eligible rows than counted: nothing deeper to find
+            depth *= RANK_TIER_GROWTH
+        return scores[:n], rows[:n]
+
+    def _exact_range(self, start: int, stop: int) -> bool:
+        """A year range narrow enough to score its rows directly (EXACT_SEARCH_MAX_ROWS)."""
+        return stop - start < self.collection.rows and stop - start <= EXACT_SEARCH_MAX_ROWS
+
+    def _top(self, query: np.ndarray, n: int, start: int, stop: int,
+             blocked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Top n eligible rows: exact where cheap or needed, else from the index and re-ranked.
+
+        An approximate index that comes back short (a filter it cannot satisfy) sends the query
+        to the exact search of the eligible rows, so a narrow filter still returns n hits.
+        """
+        too_deep = candidate_count(n, self.collection.manifest.index.rerank) > MAX_APPROX_CANDIDATES
+        if not self._exact_index and (self._exact_range(start, stop) or too_deep):
+            return self._exact_search(query[0], n, start, stop, blocked)
+        scores, rows = self._faiss_search(query, n, start, stop, blocked)
+        if rows.size < n:
+            log.info("index returned %d of %d eligible hits; searching the eligible rows exactly", rows.size, n)
+            scores, rows = self._exact_search(query[0], n, start, stop, blocked)
+        return scores, rows
 
     def _faiss_search(self, query: np.ndarray, n: int, start: int, stop: int,
                       blocked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -391,8 +430,8 @@ class SearchService:
             keep += [batch, not_blocked]
             selector = not_blocked if selector is None else faiss.IDSelectorAnd(selector, not_blocked)
             keep.append(selector)
-        params = self._search_params(selector, share=(stop - start) / max(self.collection.rows, 1))
-        fetch = n if self._exact_index else candidate_count(n)
+        fetch = n if self._exact_index else candidate_count(n, self.collection.manifest.index.rerank)
+        params = self._search_params(selector, share=(stop - start) / max(self.collection.rows, 1), fetch=fetch)
         with _faiss_single_thread():
             try:
                 scores, rows = self.collection.index.search(query, fetch, params=params)
@@ -408,30 +447,10 @@ class SearchService:
             return scores[valid], rows[valid]
         return rerank(self.collection.embeddings, query[0], rows[valid], n)
 
-    def _search_params(self, selector: Any, share: float = 1.0) -> Any:
-        """FAISS search parameters of the index's type, carrying the manifest's nprobe / efSearch.
-
-        A year range holding `share` of the rows probes 1/share times as many IVF lists, so about
-        as many eligible candidates are scored as without a filter (recall kept); with sorted ids
-        each list is scanned only over the range, so the cost stays near the unfiltered query's.
-        """
-        import faiss
-
-        index = self.collection.index
-        settings = dict(self.collection.manifest.index.params)
-        if selector is None and not settings:
-            return None
-        ivf = faiss.try_extract_index_ivf(index)
-        if ivf is not None:
-            nprobe = int(settings.get("nprobe", ivf.nprobe))
-            if share < 1.0:
-                nprobe = min(ivf.nlist, math.ceil(max(nprobe, MIN_FILTERED_NPROBE) / max(share, 1e-9)))
-            return faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
-        hnsw = faiss.downcast_index(index)
-        if isinstance(hnsw, faiss.IndexHNSW):
-            return faiss.SearchParametersHNSW(sel=selector, efSearch=int(settings.get("efSearch",
-                                                                                      hnsw.hnsw.efSearch)))
-        return faiss.SearchParameters(sel=selector) if selector is not None else None
+    def _search_params(self, selector: Any, share: float = 1.0, fetch: int = 0) -> Any:
+        """FAISS search parameters carrying the manifest's nprobe / efSearch (index_params)."""
+        return search_parameters(self.collection.index, self.collection.manifest.index.params, fetch,
+                                 selector=selector, share=share)
 
     def _exact_search(self, query: np.ndarray, n: int, start: int, stop: int,
                       blocked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -440,7 +459,7 @@ class SearchService:
         best_rows = np.empty(0, np.int64)
         for lo in range(start, stop, EXACT_BLOCK_ROWS):
             hi = min(lo + EXACT_BLOCK_ROWS, stop)
-            scores = np.asarray(self.collection.embeddings[lo:hi], dtype=np.float32) @ query
+            scores = inner_products(self.collection.embeddings[lo:hi], query)
             rows = np.arange(lo, hi, dtype=np.int64)
             inside = blocked[(blocked >= lo) & (blocked < hi)]
             if inside.size:

@@ -16,15 +16,15 @@ from search_core.errors import BuildError
     (1, 512, "Flat"),
     (24, 32, "Flat"),
     (5_000, 512, "Flat"),
-    (5_001, 512, "IVF128,SQ8"),         # lists capped so each gets 39 training points
-    (10_000, 512, "IVF256,SQ8"),        # benchmarked: p50 0.13 ms vs Flat 0.53 ms, recall 0.997
-    (100_000, 512, "IVF1264,SQ8"),      # the measured 100k configuration (anchors/faiss_results.md)
-    (1_000_000, 512, "IVF4000,SQ8"),    # the measured 1M configuration
+    (5_001, 512, "RR512,IVF128,SQ8_direct_signed"),        # lists capped so each gets 39 training points
+    (10_000, 512, "RR512,IVF256,SQ8_direct_signed"),
+    (100_000, 512, "RR512,IVF1264,SQ8_direct_signed"),
+    (1_000_000, 512, "RR512,IVF4000,SQ8_direct_signed"),   # the benchmarked 1M configuration
     (50_000, 32, "Flat"),               # exact cost is rows x dim: small vectors stay exact longer
-    (200_000, 768, "IVF1788,SQ8"),
+    (200_000, 768, "RR768,IVF1788,SQ8_direct_signed"),
 ])
 def test_choose_index_table(n, dim, spec):
-    """Exact Flat while rows x dim is small, then IVF with 4*sqrt(n) lists and SQ8 codes."""
+    """Exact Flat while rows x dim is small, then IVF with 4*sqrt(n) lists over int8 codes."""
     assert choose_index(n, dim) == spec
 
 
@@ -43,7 +43,7 @@ def test_ivf_nlist_leaves_enough_training_points():
 
 @pytest.mark.parametrize("option, spec", [
     ("auto", "Flat"), ("flat", "Flat"), ("FLAT", "Flat"), ("sqfp16", "SQfp16"), ("hnsw", "HNSW32"),
-    ("ivf-sq8", "IVF25,SQ8"), ("IVF16,Flat", "IVF16,Flat"),
+    ("ivf-sq8", "IVF25,SQ8"), ("ivf-int8", "RR512,IVF25,SQ8_direct_signed"), ("IVF16,Flat", "IVF16,Flat"),
 ])
 def test_index_option_names(option, spec):
     """--index names map to factory strings; anything else passes through to FAISS as is."""
@@ -122,6 +122,68 @@ def test_tuning_does_not_count_a_query_finding_itself(monkeypatch):
     index = faiss.IndexIVFFlat(quantizer, 16, len(x), faiss.METRIC_INNER_PRODUCT)
     index.add(x)
     monkeypatch.setattr(scripts.indexing, "TARGET_RECALL", 0.0)
-    params, recall = tune(index, x)
-    assert params == {"nprobe": 1}
-    assert recall == 0.0
+    tuning = tune(index, x)
+    assert tuning.params == {"nprobe": 1}
+    assert tuning.image_recall == 0.0
+
+
+def test_manifest_of_an_older_build_still_reads():
+    """A manifest written before text recall, re-rank depth and precomputed vectors were recorded
+    opens with those fields unknown (None), not as an error."""
+    from search_core.layout import Manifest
+
+    old = {"format_version": 1, "model": "m", "embedding_dim": 4, "metric": "ip", "rows": 2,
+           "index": {"spec": "IVF1,SQ8", "params": {"nprobe": 1}, "recall_at_10": 0.99},
+           "source": "s", "built_at": "2024-01-01T00:00:00Z", "model_probe": [1, 0, 0, 0]}
+    manifest = Manifest.from_dict(old)
+    assert manifest.index.recall_at_10 == 0.99
+    assert (manifest.index.text_recall_at_10, manifest.index.rerank, manifest.embeddings_column) == (None, None, None)
+
+
+def text_like(vectors: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Queries off the data: a sum of two random rows plus a shared offset, as CLIP text sits apart
+    from the images (the modality gap) and matches several of their clusters at once."""
+    rng = np.random.default_rng(seed)
+    offset = rng.normal(size=vectors.shape[1])
+    q = vectors[rng.integers(0, len(vectors), n)] + vectors[rng.integers(0, len(vectors), n)] + 1.5 * offset / np.linalg.norm(offset)
+    return (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_tuning_holds_the_target_for_text_queries_too():
+    """With text queries the tuned nprobe is at least the image-only one, both recalls are
+    recorded, and the text recall holds when re-measured on other text queries."""
+    x = clustered_unit_vectors(4000, 32, 40, seed=2)
+    _, images_only = build_index(x, "IVF64,SQ8")
+    index, info = build_index(x, "IVF64,SQ8", text_queries=text_like(x, 300, seed=1))
+    assert info.params["nprobe"] >= images_only.params["nprobe"]
+    assert info.recall_at_10 >= TARGET_RECALL and info.text_recall_at_10 >= TARGET_RECALL
+    assert images_only.text_recall_at_10 is None
+
+    held_out = text_like(x, 300, seed=7)
+    _, truth = faiss.knn(held_out, x, 10, metric=faiss.METRIC_INNER_PRODUCT)
+    _, found = index.search(held_out, 20)
+    from search_core.rerank import rerank
+
+    top = [rerank(x, q, c, 10)[1] for q, c in zip(held_out, found)]
+    assert np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth, top)]) >= TARGET_RECALL - 0.02
+
+
+def test_int8_index_is_scaled_and_keeps_recall():
+    """RR + SQ8_direct_signed: the build scales the rotation so codes fit int8 (no wrap-around),
+    and the index finds what exact search finds."""
+    x = clustered_unit_vectors(3000, 64, 30, seed=4)
+    index, info = build_index(x, "RR64,IVF32,SQ8_direct_signed")
+    transform = faiss.downcast_index(index)
+    rotation = faiss.downcast_VectorTransform(transform.chain.at(0))
+    rotated = rotation.apply(x)
+    assert 127 / 1.3 < np.abs(rotated).max() <= 127
+    matrix = faiss.vector_to_array(rotation.A).reshape(64, 64)
+    scale = np.linalg.norm(matrix[0])
+    assert np.allclose(matrix @ matrix.T, scale ** 2 * np.eye(64), atol=1e-3 * scale ** 2)   # a scaled rotation
+    assert info.recall_at_10 >= TARGET_RECALL
+
+
+def test_direct_int8_codes_without_a_rotation_are_refused():
+    """Direct int8 codes need the rotation that carries their scale: a clear BuildError otherwise."""
+    with pytest.raises(BuildError, match="need a leading RR16"):
+        build_index(clustered_unit_vectors(500, 16, 5), "IVF8,SQ8_direct_signed")

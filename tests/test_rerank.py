@@ -53,3 +53,16 @@ def test_is_exact_only_for_flat_indexes(spec, exact):
     """Only a Flat index scores every row exactly; IVF and HNSW hits need the re-rank."""
     index = faiss.index_factory(8, spec, faiss.METRIC_INNER_PRODUCT)
     assert is_exact(index) is exact
+
+
+def test_inner_products_match_numpy_on_any_rows():
+    """The single-threaded product equals numpy's, for a memory map slice, a fancy-indexed
+    selection and no rows at all."""
+    from search_core.rerank import inner_products
+
+    rng = np.random.default_rng(3)
+    emb = _unit(rng.standard_normal((300, 24)))
+    q = emb[5]
+    np.testing.assert_allclose(inner_products(emb[10:250], q), emb[10:250] @ q, atol=1e-6)
+    np.testing.assert_allclose(inner_products(emb[[7, 3, 299]], q), emb[[7, 3, 299]] @ q, atol=1e-6)
+    assert inner_products(emb[:0], q).shape == (0,)

@@ -130,9 +130,7 @@ def test_ivf_probes_more_lists_for_a_narrow_year_range(synthetic: Collection, ve
     _, rows = svc._faiss_search(vectors[0][None, :], 9, 1500, 1520, np.empty(0, np.int64))
     assert rows.tolist() == exact_top(vectors, vectors[0], np.arange(1500, 1520), 9)
     assert svc._search_params(None, share=1.0).nprobe == 1
-    assert svc._search_params(None, share=20 / 3000).nprobe == 32
-    # any filter probes at least MIN_FILTERED_NPROBE lists before scaling: 16 / 0.9 -> 18
-    assert svc._search_params(None, share=0.9).nprobe == 18
+    assert svc._search_params(None, share=20 / 3000).nprobe == 32     # every list
 
 
 def test_hidden_rows_never_returned(synthetic: Collection, vectors: np.ndarray,
