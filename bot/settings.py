@@ -19,7 +19,7 @@ from search_core.layout import MANIFEST
 
 # Discord allows at most 25 select options and 25 embed fields: a page never shows more hits.
 HARD_MAX_K = 25
-DEFAULT_RATE_LIMIT = "5/60"
+DEFAULT_RATE_LIMIT = "20/60"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -105,7 +105,7 @@ class Settings:
     blocked_concepts: Path | None = None
     hidden: Path | None = None
     audit_log: Path | None = None
-    rate_limit: RateLimit = RateLimit(5, 60.0)
+    rate_limit: RateLimit = RateLimit(20, 60.0)
     model_name: str | None = None          # None: the model the collection's manifest names
     # A text model aligned with the collections' image model, for prompts in 50+ languages.
     text_model: str | None = None
@@ -347,7 +347,7 @@ class _Parser:
             limit = None
         if not sep or limit is None or limit.count < 1 or not 0 < limit.seconds <= 86_400:
             self.bad(key, "must look like N/SECONDS with N >= 1, e.g. 5/60")
-            return RateLimit(5, 60.0)
+            return RateLimit(20, 60.0)
         return limit
 
     def device(self, key: str) -> str:

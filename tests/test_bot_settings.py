@@ -38,7 +38,7 @@ def test_minimal_environment_parses_with_safe_defaults(env: dict[str, str]) -> N
     assert s.discord_token == TOKEN
     assert s.allowed_guilds == frozenset()
     assert s.allowed_channels is None
-    assert s.rate_limit == RateLimit(5, 60.0)
+    assert s.rate_limit == RateLimit(20, 60.0)
     assert s.max_k == 25 and s.dev_guild_id is None and s.device == "auto"
 
 
