@@ -15,6 +15,7 @@ can see what they get.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -34,24 +35,29 @@ log = logging.getLogger(__name__)
 TARGET_RECALL = 0.97
 RECALL_K = 10
 RECALL_QUERIES = 1000
-NPROBE_STEPS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
+NPROBE_STEPS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 160, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 EF_SEARCH_STEPS = (16, 24, 32, 48, 64, 96, 128, 160, 192, 256, 320, 384, 512, 768, 1024)
 # The most rows one IVF query may scan: about 2 ms (the hard limit per query) on 2 cores with
 # int8 codes. Tuning stops there and reports the recall reached: text probes that no affordable
 # setting answers well (a model whose text tower does not match these images) must not make
 # every query slow.
 MAX_SCANNED_ROWS = 60_000
-# Candidates re-ranked exactly per 10 hits, tried from the cheapest: 8-bit codes order well
-# enough at 20; coarser codes need more (4-bit RaBitQ: 50 for text queries at 100k rows).
-RERANK_STEPS = (DEFAULT_RERANK, 30, 50, 80)
+# Candidates re-ranked exactly per 10 hits, tried from the cheapest: 8-bit codes of every
+# dimension order well enough at 20; coarser codes need more (int8 codes of half the dimensions,
+# PCAR256 at 1M hard rows: text recall 0.960 at 50, 0.978 at 100; 4-bit RaBitQ: 50 at 100k).
+RERANK_STEPS = (DEFAULT_RERANK, 30, 50, 80, 100, 150)
 # k-means needs about 30-256 training points per IVF list (FAISS's guideline; it warns below 39).
 # Training on every row instead costs minutes at 1M rows and buys no recall.
 TRAIN_POINTS_PER_LIST = 64
+# From this many IVF lists the coarse quantizer is trained by two-level k-means (_train_many_lists).
+TWO_LEVEL_MIN_LISTS = 8192
 # Direct int8 codes (SQ8_direct_signed) store floor(x) of each component, with no clamping: a
 # value past 127 wraps around. The rotation is scaled so the collection's largest component
 # lands at 127 / INT8_MARGIN; a query (a unit vector, rotated the same way) has room to spare.
 INT8_MARGIN = 1.25
 DIRECT_CODES = ("QT_8bit_direct_signed",)
+# Rows sampled to fit a PCAR projection: the second moment of 512-d vectors settles long before.
+PCA_SAMPLE = 100_000
 
 
 @dataclass(frozen=True)
@@ -89,20 +95,8 @@ def build_index(vectors: np.ndarray, spec: str, *, seed: int = 0,
     """
     started = time.perf_counter()
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    n, dim = vectors.shape
-    try:
-        index = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
-    except RuntimeError as exc:
-        raise BuildError(f"FAISS does not understand the index {spec!r}.") from exc
+    index = train_and_add(vectors, spec, seed=seed)
     with all_threads():
-        try:
-            _fit_int8_scale(index, vectors, spec, seed)
-            if not index.is_trained:
-                index.train(_training_sample(index, vectors, seed))
-            index.add(vectors)   # in row order: ids are row numbers and ascend within each IVF list
-        except RuntimeError as exc:
-            raise BuildError(f"Could not build the index {spec!r} on {n} rows: "
-                             f"{str(exc).strip().splitlines()[-1]}") from exc
         if is_exact(index):
             return index, IndexInfo(spec=spec, build_seconds=round(time.perf_counter() - started, 1))
         tuning = tune(index, vectors, text_queries, seed=seed)
@@ -114,12 +108,59 @@ def build_index(vectors: np.ndarray, spec: str, *, seed: int = 0,
                             build_seconds=round(time.perf_counter() - started, 1))
 
 
-def _fit_int8_scale(index: faiss.Index, vectors: np.ndarray, spec: str, seed: int) -> None:
-    """For direct int8 codes: draw the leading random rotation and scale it into int8 range.
+def train_and_add(vectors: np.ndarray, spec: str, *, seed: int = 0) -> faiss.Index:
+    """The index `spec` trained on `vectors` (float32 [n, dim], unit rows) and holding them all,
+    not yet tuned; on every core. Raises BuildError for a spec FAISS does not understand or
+    cannot train on this many rows."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, dim = vectors.shape
+    try:
+        index = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        raise BuildError(f"FAISS does not understand the index {spec!r}.") from exc
+    with all_threads():
+        try:
+            _fit_int8_scale(index, vectors, spec, seed)
+            _train_many_lists(index, vectors, seed)
+            if not index.is_trained:
+                index.train(_training_sample(index, vectors, seed))
+            index.add(vectors)   # in row order: ids are row numbers and ascend within each IVF list
+        except RuntimeError as exc:
+            raise BuildError(f"Could not build the index {spec!r} on {n} rows: "
+                             f"{str(exc).strip().splitlines()[-1]}") from exc
+    return index
 
-    A random rotation spreads every vector (and CLIP's few large dimensions) evenly over all
-    dimensions, so one scale fits all of them; the scaled rotation is part of the index file,
-    and inner products only grow by the scale squared, so rankings are unchanged.
+
+def _train_many_lists(index: faiss.Index, vectors: np.ndarray, seed: int) -> None:
+    """Train the coarse quantizer of an IVF with TWO_LEVEL_MIN_LISTS lists or more by two-level
+    k-means (FAISS's contrib): sqrt(nlist) clusters, then each split in proportion to its size.
+
+    Flat k-means assigns every training point to every centroid: for 16,384 lists on 1M points
+    about 30 minutes on 2 cores; two levels cost a few minutes.
+    """
+    from faiss.contrib.clustering import two_level_clustering
+
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is None or ivf.nlist < TWO_LEVEL_MIN_LISTS or ivf.quantizer.is_trained and ivf.quantizer.ntotal:
+        return
+    sample = _training_sample(index, vectors, seed)
+    transform = faiss.downcast_index(index)
+    if isinstance(transform, faiss.IndexPreTransform):
+        sample = transform.apply_chain(len(sample), sample).reshape(len(sample), -1)
+    centroids, _ = two_level_clustering(np.ascontiguousarray(sample, dtype=np.float32), int(math.sqrt(ivf.nlist)),
+                                        ivf.nlist, clustering_niter=10, seed=seed)
+    ivf.quantizer.add(centroids)    # IndexIVF.train then skips the coarse k-means
+
+
+def _fit_int8_scale(index: faiss.Index, vectors: np.ndarray, spec: str, seed: int) -> None:
+    """For direct int8 codes: fit the leading transform and scale it into int8 range.
+
+    RR{d}: a random rotation spreads every vector (and CLIP's few large dimensions) evenly over
+    all dimensions, so one scale fits all of them. PCAR{k}: the k directions of largest second
+    moment (not centred: a mean shift would change the ranking), then a random rotation of those,
+    so rows cost k bytes instead of d; the re-rank from the embeddings restores exact order.
+    The scaled transform is part of the index file, and inner products only grow by the scale
+    squared, so rankings are unchanged.
     """
     ivf = faiss.try_extract_index_ivf(index)
     codes = faiss.downcast_index(ivf) if ivf is not None else None
@@ -127,18 +168,33 @@ def _fit_int8_scale(index: faiss.Index, vectors: np.ndarray, spec: str, seed: in
     if qtype is None or not any(qtype == getattr(faiss.ScalarQuantizer, name) for name in DIRECT_CODES):
         return
     transform = faiss.downcast_index(index)
-    rotation = (faiss.downcast_VectorTransform(transform.chain.at(0))
-                if isinstance(transform, faiss.IndexPreTransform) and transform.chain.size() else None)
-    if not isinstance(rotation, faiss.RandomRotationMatrix) or rotation.d_in != rotation.d_out:
+    first = (faiss.downcast_VectorTransform(transform.chain.at(0))
+             if isinstance(transform, faiss.IndexPreTransform) and transform.chain.size() else None)
+    if isinstance(first, faiss.PCAMatrix) and first.random_rotation:
+        matrix = _projection(vectors, first.d_out, seed)
+        faiss.copy_array_to_vector(np.zeros(first.d_out, np.float32), first.b)
+    elif isinstance(first, faiss.RandomRotationMatrix) and first.d_in == first.d_out:
+        first.init(seed)
+        matrix = faiss.vector_to_array(first.A).reshape(first.d_out, first.d_in)
+    else:
         raise BuildError(f"The index {spec!r} stores direct int8 codes, which need a leading RR{index.d} "
-                         f"(random rotation) to carry their scale, e.g. RR{index.d},{spec}.")
-    rotation.init(seed)
-    matrix = faiss.vector_to_array(rotation.A).reshape(rotation.d_out, rotation.d_in)
+                         f"(random rotation) or PCAR<k> to carry their scale, e.g. RR{index.d},{spec}.")
     largest = max(float(np.abs(vectors[lo:lo + 65_536] @ matrix.T).max()) for lo in range(0, len(vectors), 65_536))
     scale = 127.0 / (max(largest, 1e-6) * INT8_MARGIN)
-    faiss.copy_array_to_vector((matrix * scale).astype(np.float32).ravel(), rotation.A)
-    rotation.is_trained = True
-    ivf.by_residual = False          # the codes are the rotated vectors themselves
+    faiss.copy_array_to_vector((matrix * scale).astype(np.float32).ravel(), first.A)
+    first.is_trained = True
+    ivf.by_residual = False          # the codes are the transformed vectors themselves
+
+
+def _projection(vectors: np.ndarray, dim: int, seed: int) -> np.ndarray:
+    """[dim, d]: the top `dim` eigenvectors of the rows' second moment, randomly rotated."""
+    rng = np.random.default_rng(seed)
+    sample = vectors[np.sort(rng.choice(len(vectors), min(len(vectors), PCA_SAMPLE), replace=False))]
+    sample = np.asarray(sample, dtype=np.float64)
+    _, eigenvectors = np.linalg.eigh(sample.T @ sample)
+    top = eigenvectors[:, ::-1][:, :dim].T
+    rotation = np.linalg.qr(rng.standard_normal((dim, dim)))[0]
+    return (rotation @ top).astype(np.float32)
 
 
 def _training_sample(index: faiss.Index, vectors: np.ndarray, seed: int) -> np.ndarray:

@@ -206,6 +206,18 @@ def _check_files(folder: Path, manifest: layout.Manifest, report: VerifyReport, 
     return intact
 
 
+def _self_scores(index: Any, vectors: np.ndarray) -> np.ndarray:
+    """Each vector's inner product with itself as the index scores it: after the index's own
+    transform (a scaled rotation or projection, scripts/indexing.py), else as it is."""
+    import faiss
+
+    transform = faiss.downcast_index(index)
+    if isinstance(transform, faiss.IndexPreTransform):
+        for i in range(transform.chain.size()):
+            vectors = faiss.downcast_VectorTransform(transform.chain.at(i)).apply(np.ascontiguousarray(vectors))
+    return np.einsum("ij,ij->i", vectors, vectors)
+
+
 def _check_index_sample(collection: Any, report: VerifyReport, sample: int) -> None:
     """Sampled rows searched through the index must find themselves, scoring as against themselves."""
     from search_core.rerank import candidate_count, is_exact
@@ -226,8 +238,10 @@ def _check_index_sample(collection: Any, report: VerifyReport, sample: int) -> N
     exact = is_exact(collection.index)
     k = min(n, 10 if exact else candidate_count(10))
     scores, ids = collection.index.search(vectors, k)
-    own = np.einsum("ij,ij->i", vectors, vectors)
-    tolerance = EXACT_SCORE_TOLERANCE if exact else APPROXIMATE_SCORE_TOLERANCE
+    own = _self_scores(collection.index, vectors)
+    # Relative to the row's own score: an index whose leading transform scales vectors into int8
+    # range scores in units of that scale squared.
+    tolerance = (EXACT_SCORE_TOLERANCE if exact else APPROXIMATE_SCORE_TOLERANCE) * np.maximum(own, 1e-6)
     at = ids == rows[:, None]
     found = at.any(axis=1)
     # A row with more identical copies than k may be crowded out by its twins: tied at the last

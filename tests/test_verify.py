@@ -201,9 +201,11 @@ def test_a_manifest_disagreeing_with_the_files_is_named(coll: Path, capsys):
     assert lines[:-1] == [".: dataset/ has 24 rows but manifest.json says 25."]
 
 
-@pytest.mark.parametrize("spec", ["HNSW16", "IVF16,SQ8", "IVF4,Flat"])
+@pytest.mark.parametrize("spec", ["HNSW16", "IVF16,SQ8", "IVF4,Flat", "RR32,IVF16,SQ8_direct_signed",
+                                  "PCAR16,IVF16,SQ8_direct_signed"])
 def test_approximate_indexes_pass_the_sample_check(tmp_path: Path, spec: str):
-    """Approximate indexes over the right vectors are not reported (no false alarm), duplicates included."""
+    """Approximate indexes over the right vectors are not reported (no false alarm), duplicates included;
+    int8 codes of scaled vectors are judged in the index's own units."""
     emb = unit_vectors(2000, 32, seed=3)
     emb[100:130] = emb[99]           # 31 identical rows: more twins than the candidates fetched
     folder = write_collection(tmp_path / "c", emb, index_spec=spec, index_params={"nprobe": 2} if "IVF" in spec
