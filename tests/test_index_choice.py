@@ -19,12 +19,15 @@ from search_core.errors import BuildError
     (5_001, 512, "RR512,IVF128,SQ8_direct_signed"),        # lists capped so each gets 39 training points
     (10_000, 512, "RR512,IVF256,SQ8_direct_signed"),
     (100_000, 512, "RR512,IVF1264,SQ8_direct_signed"),
-    (1_000_000, 512, "RR512,IVF4000,SQ8_direct_signed"),   # the benchmarked 1M configuration
+    (199_999, 512, "RR512,IVF1788,SQ8_direct_signed"),
+    (200_000, 512, "PCAR256,IVF1788,SQ8_direct_signed"),   # from PCA_MIN_ROWS: codes of half the dimensions
+    (1_000_000, 512, "PCAR256,IVF4000,SQ8_direct_signed"),   # the benchmarked 1M configuration
     (50_000, 32, "Flat"),               # exact cost is rows x dim: small vectors stay exact longer
-    (200_000, 768, "RR768,IVF1788,SQ8_direct_signed"),
+    (200_000, 768, "PCAR384,IVF1788,SQ8_direct_signed"),
 ])
 def test_choose_index_table(n, dim, spec):
-    """Exact Flat while rows x dim is small, then IVF with 4*sqrt(n) lists over int8 codes."""
+    """Exact Flat while rows x dim is small, then IVF with 4*sqrt(n) lists over int8 codes, of
+    half the dimensions for large collections."""
     assert choose_index(n, dim) == spec
 
 
@@ -43,7 +46,8 @@ def test_ivf_nlist_leaves_enough_training_points():
 
 @pytest.mark.parametrize("option, spec", [
     ("auto", "Flat"), ("flat", "Flat"), ("FLAT", "Flat"), ("sqfp16", "SQfp16"), ("hnsw", "HNSW32"),
-    ("ivf-sq8", "IVF25,SQ8"), ("ivf-int8", "RR512,IVF25,SQ8_direct_signed"), ("IVF16,Flat", "IVF16,Flat"),
+    ("ivf-sq8", "IVF25,SQ8"), ("ivf-int8", "RR512,IVF25,SQ8_direct_signed"),
+    ("ivf-pca-int8", "PCAR256,IVF25,SQ8_direct_signed"), ("IVF16,Flat", "IVF16,Flat"),
 ])
 def test_index_option_names(option, spec):
     """--index names map to factory strings; anything else passes through to FAISS as is."""
@@ -185,5 +189,49 @@ def test_int8_index_is_scaled_and_keeps_recall():
 
 def test_direct_int8_codes_without_a_rotation_are_refused():
     """Direct int8 codes need the rotation that carries their scale: a clear BuildError otherwise."""
-    with pytest.raises(BuildError, match="need a leading RR16"):
+    with pytest.raises(BuildError, match="need a leading RR16 .* or PCAR"):
         build_index(clustered_unit_vectors(500, 16, 5), "IVF8,SQ8_direct_signed")
+
+
+def test_pca_int8_index_projects_scales_and_keeps_recall():
+    """PCAR<k> + SQ8_direct_signed: the build fits an uncentred projection onto the rows' top k
+    directions (then a random rotation of them), scaled so codes fit int8; search's exact
+    re-rank brings recall back to the target."""
+    rng = np.random.default_rng(5)
+    spectrum = np.linspace(3.0, 0.05, 64).astype(np.float32)        # most variance in few directions
+    x = clustered_unit_vectors(3000, 64, 30, seed=5) * spectrum + 0.3 * rng.normal(size=(3000, 64)).astype(np.float32)
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    index, info = build_index(x, "PCAR32,IVF32,SQ8_direct_signed")
+    transform = faiss.downcast_VectorTransform(faiss.downcast_index(index).chain.at(0))
+    assert (transform.d_in, transform.d_out) == (64, 32)
+    projected = transform.apply(x)
+    assert 127 / 1.3 < np.abs(projected).max() <= 127                   # int8 range, no wrap-around
+    matrix = faiss.vector_to_array(transform.A).reshape(32, 64)
+    scale = np.linalg.norm(matrix[0])
+    assert np.allclose(matrix @ matrix.T, scale ** 2 * np.eye(32), atol=1e-3 * scale ** 2)   # orthonormal rows
+    assert np.allclose(faiss.vector_to_array(transform.b), 0)          # not centred: ranking kept
+    top = np.linalg.eigh(x.T.astype(np.float64) @ x)[1][:, -32:]       # the kept directions are the top ones
+    assert np.linalg.norm(matrix / scale @ top, axis=1).min() > 0.99
+    assert info.recall_at_10 >= TARGET_RECALL
+
+
+def test_many_ivf_lists_train_by_two_level_kmeans(monkeypatch):
+    """An IVF with TWO_LEVEL_MIN_LISTS lists or more gets its coarse quantizer from two-level
+    k-means (flat k-means over every list costs ~30 min at 16,384 lists and 1M rows)."""
+    calls = []
+    from faiss.contrib import clustering
+
+    real = clustering.two_level_clustering
+
+    def spy(*args, **kwargs):
+        calls.append(args[1:3])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(clustering, "two_level_clustering", spy)
+    monkeypatch.setattr(scripts.indexing, "TWO_LEVEL_MIN_LISTS", 64)
+    x = clustered_unit_vectors(64 * 64, 32, 40, seed=6)
+    index = scripts.indexing.train_and_add(x, "IVF64_HNSW8,SQ8")
+    assert calls == [(8, 64)]
+    assert index.ntotal == len(x) and faiss.extract_index_ivf(index).quantizer.ntotal == 64
+    small = scripts.indexing.train_and_add(x, "IVF32,SQ8")                # below the threshold: plain k-means
+    assert calls == [(8, 64)] and small.ntotal == len(x)
