@@ -3,29 +3,30 @@
 Measured on the hard benchmark data (benchmarks/hard_data.py: a CLIP-like manifold with clusters,
 near-duplicates and text-like queries with a modality gap), 512-d, 2 CPU cores, one query at a
 time on one thread, candidates re-ranked exactly from embeddings.npy. Text-like queries decide:
-image-like ones reach recall@10 0.97 with a third of the work. At 1M rows, raw index search:
+image-like ones reach recall@10 0.97 with far less work. At 1M rows, the cheapest setting for
+text recall@10 >= 0.97 (`python -m benchmarks.bench_index_candidates`, BENCHMARKS.md section 2):
 
-| index                                  | setting      | recall@10 image / text | p50 / p95 ms    | memory  |
-|----------------------------------------|--------------|------------------------|-----------------|---------|
-| IVF4096,SQ8                            | nprobe 96    | 0.994 / 0.940          | 2.66 / 3.43 *   | 0.50 GiB|
-| RR512,IVF4096,SQ8_direct_signed        | nprobe 192   | 0.998 / 0.972          | 1.74 / 2.17 *   | 0.50 GiB|
-| HNSW32,SQ8 (efConstruction 80)         | efSearch 512 | 0.999 / 0.922          | 2.15 / 3.78 *   | 0.73 GiB|
-| IVF4096,PQ128x4fs + SQ8 refine of 1000 | nprobe 192   | 0.947 / 0.762          | 1.43 / 1.64     | 0.55 GiB|
-| IVF4096,RaBitQfs4 (4-bit), re-rank 50  | nprobe 384   | 1.000 / 0.980          | 17 / 23 *       | 0.29 GiB|
-(* under 50-80% load from other processes; the nprobe-192 int8 row and the SQ8 row beside it
-were timed in one process: int8 is 1.9-2.0x faster at equal recall.)
+| index                                  | setting              | recall text / image | raw p50 / p95 ms | size    |
+|----------------------------------------|----------------------|---------------------|------------------|---------|
+| PCAR256,IVF4000,SQ8_direct_signed      | nprobe 192, 100/10   | 0.978 / 1.000       | 1.11 / 1.31      | 256 MiB |
+| RR512,IVF4000,SQ8_direct_signed        | nprobe 128, 20/10    | 0.971 / 1.000       | 1.54 / (noisy)   | 505 MiB |
+| IVF4096,SQ8                            | nprobe 192, 20/10    | 0.971 / 0.999       | 3.49 / (noisy)   | 504 MiB |
+| RR512,IVF16384_HNSW32,SQ8_direct_signed| nprobe 512, 20/10    | 0.971 / 0.998       | 3.07 / 4.33      | 533 MiB |
+(under 50-80% load from other processes; "100/10": candidates re-ranked per 10 hits.)
 
-- The int8 index: a random rotation (RR) spreads each vector evenly over the dimensions, and its
-  matrix is scaled so the collection's largest component fits an int8; SQ8_direct_signed then
-  stores those integers and FAISS scores them with integer dot products, twice as fast as
-  SQ8's per-dimension decoding, at the same recall (scripts/indexing.py fits the scale).
+- Int8 codes scored with integer dot products (SQ8_direct_signed), twice as fast as SQ8's
+  per-dimension decoding at equal recall. A leading transform carries their scale
+  (scripts/indexing.py fits it): RR, a random rotation that spreads every vector evenly over the
+  dimensions; or PCAR<k>, a projection onto the rows' top k directions, then rotated, so a row
+  costs k bytes. A query's scan reads every code of its lists, so half the bytes is nearly half
+  the time; the lost precision costs recall that a deeper exact re-rank buys back.
 - IVF, not a graph: the text queries' neighbours lie across several clusters; HNSW needs an
   efSearch so wide for them that it is slower than IVF, and a year range on a graph loses
-  recall (0.920-0.987 at 100k easy rows for efSearch 32-256), while IVF with rows in year
-  order scans only each list's stretch of the range (search_core/index_params.py).
-- 4-bit codes (PQ fast-scan, 1-bit RaBitQ) cannot order the text queries' scores, which lie
-  within 0.015 of each other over the top ten, even with 1,000 candidates re-scored; 4-bit
-  RaBitQ can, but its per-list query set-up costs 10x the scan.
+  recall, while IVF with rows in year order scans only each list's stretch of the range
+  (search_core/index_params.py). More lists under an HNSW quantizer scan fewer rows per probe,
+  but need so many probes for text queries that the quantizer search costs more than it saves.
+- 4-bit codes (PQ fast-scan) cannot order the text queries' scores, which lie within 0.015 of
+  each other over the top ten, even with 1,000 candidates re-scored.
 - Exact Flat while it is nearly free (rows x dim up to 5,000 x 512; 0.5 ms at 10k rows).
 nlist = 4·sqrt(n) (FAISS's guideline is 4-16·sqrt(n)), capped so each list gets at least 39
 training points, the minimum FAISS's k-means asks for.
@@ -38,9 +39,11 @@ import math
 # Exact search while rows x dim stays below this (5,000 rows of 512 floats).
 FLAT_MAX_FLOATS = 5_000 * 512
 MIN_POINTS_PER_CENTROID = 39
+# From this many rows the int8 codes keep half the dimensions (PCAR): see the table above.
+PCA_MIN_ROWS = 200_000
 
 # Named choices for --index; anything else is passed to faiss.index_factory as it is.
-INDEX_NAMES = ("auto", "flat", "sqfp16", "hnsw", "ivf-sq8", "ivf-int8")
+INDEX_NAMES = ("auto", "flat", "sqfp16", "hnsw", "ivf-sq8", "ivf-int8", "ivf-pca-int8")
 
 
 def ivf_nlist(n: int) -> int:
@@ -53,12 +56,20 @@ def ivf_int8_spec(n: int, dim: int) -> str:
     return f"RR{dim},IVF{ivf_nlist(n)},SQ8_direct_signed"
 
 
+def ivf_pca_int8_spec(n: int, dim: int) -> str:
+    """IVF over int8 codes of the rows projected onto their top dim/2 directions (fitted at build)."""
+    return f"PCAR{max(1, dim // 2)},IVF{ivf_nlist(n)},SQ8_direct_signed"
+
+
 def choose_index(n: int, dim: int) -> str:
-    """FAISS factory string for n vectors of dimension dim: exact while cheap, else IVF-int8."""
+    """FAISS factory string for n vectors of dimension dim: exact while cheap, then IVF over int8
+    codes, of half the dimensions from PCA_MIN_ROWS rows."""
     if n <= 0 or dim <= 0:
         raise ValueError(f"choose_index needs n > 0 and dim > 0, got n={n}, dim={dim}")
     if n * dim <= FLAT_MAX_FLOATS:
         return "Flat"
+    if n >= PCA_MIN_ROWS:
+        return ivf_pca_int8_spec(n, dim)
     return ivf_int8_spec(n, dim)
 
 
@@ -78,4 +89,6 @@ def resolve_index_spec(index: str, n: int, dim: int) -> str:
         return f"IVF{ivf_nlist(n)},SQ8"
     if key == "ivf-int8":
         return ivf_int8_spec(n, dim)
+    if key == "ivf-pca-int8":
+        return ivf_pca_int8_spec(n, dim)
     return name

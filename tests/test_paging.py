@@ -2,8 +2,8 @@
 disjoint, ranks run on, and their union is exact search's top N where the setting reaches exact.
 
 A small collection, so every approximate index can be set to search exhaustively (nprobe = nlist,
-a wide efSearch, a deep re-rank for 4-bit codes): then the only thing that can break the pages
-is how search_vector assembles them, which is what these tests are about.
+a wide efSearch, a deep re-rank for 4-bit or projected codes): then the only thing that can break
+the pages is how search_vector assembles them, which is what these tests are about.
 """
 
 from __future__ import annotations
@@ -38,9 +38,10 @@ SPECS = sorted({choose_index(n, 512) for n in (1_000, 50_000, 500_000, 2_000_000
 def exhaustive(spec: str) -> tuple[str, dict, int | None]:
     """The spec for N rows of DIM with settings that make it search everything; (spec, params, rerank)."""
     spec = re.sub(r"^RR\d+", f"RR{DIM}", re.sub(r"IVF\d+", "IVF16", spec))   # sized for this collection
+    spec = re.sub(r"^PCAR\d+", f"PCAR{DIM // 2}", spec)
     index = faiss.index_factory(DIM, spec, faiss.METRIC_INNER_PRODUCT)
     if faiss.try_extract_index_ivf(index) is not None:
-        return spec, {"nprobe": 16}, (400 if "fs" in spec else None)
+        return spec, {"nprobe": 16}, (400 if "fs" in spec or "PCA" in spec else None)
     if isinstance(faiss.downcast_index(index), faiss.IndexHNSW):
         return spec, {"efSearch": 400}, None
     return spec, {}, None
@@ -76,7 +77,7 @@ def pages(service: SearchService, query: np.ndarray, k: int, count: int, **filte
 def test_spec_list_covers_the_chooser_and_every_named_option():
     """The parametrisation really holds every kind search can meet (guards the list above)."""
     kinds = {s.split(",")[0].rstrip("0123456789") for s in SPECS}
-    assert {"Flat", "SQfp", "HNSW", "IVF"} <= kinds and any("_HNSW" in s for s in SPECS)
+    assert {"Flat", "SQfp", "HNSW", "IVF", "RR", "PCAR"} <= kinds and any("_HNSW" in s for s in SPECS)
     assert any(s.endswith("x4fs") for s in SPECS)
 
 
