@@ -43,7 +43,7 @@ KINDS = ("hard", "easy")
 # Bump when the generated data changes (sources are then generated again), or when how a
 # collection is built from it changes (collections are then rebuilt from the cached sources).
 DATA_VERSION = 2
-BUILD_VERSION = 2
+BUILD_VERSION = 3
 
 
 @dataclass(frozen=True)

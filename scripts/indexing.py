@@ -33,6 +33,9 @@ from search_core.rerank import DEFAULT_RERANK, candidate_count, is_exact, rerank
 log = logging.getLogger(__name__)
 
 TARGET_RECALL = 0.97
+# Tuning aims this far above the target: the probe prompts are a sample of a few hundred, and at
+# 1M hard rows the setting that just reached 0.972 on them gave 0.967 on 1,000 other text queries.
+TUNING_MARGIN = 0.005
 RECALL_K = 10
 RECALL_QUERIES = 1000
 NPROBE_STEPS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 160, 192, 256, 384, 512, 768, 1024, 1536, 2048)
@@ -230,7 +233,7 @@ class _Queries:
 
 def tune(index: faiss.Index, vectors: np.ndarray, text_queries: np.ndarray | None = None, *,
          seed: int = 0) -> Tuning:
-    """Cheapest setting, then cheapest re-rank depth, reaching TARGET_RECALL on both query sets
+    """Cheapest setting, then cheapest re-rank depth, reaching TARGET_RECALL (+ TUNING_MARGIN) on both query sets
     (else the best tried, with a warning); the index is left at the chosen setting.
 
     Image-like queries are a sample of the collection's own rows, and each query's own row is
@@ -268,9 +271,9 @@ def tune(index: faiss.Index, vectors: np.ndarray, text_queries: np.ndarray | Non
                   deepest.image_recall, deepest.text_recall)
         if best is None or deepest.worst > best.worst:
             best = deepest
-        if deepest.worst >= TARGET_RECALL:
+        if deepest.worst >= TARGET_RECALL + TUNING_MARGIN:
             best = next((t for t in (measure({name: value}, d) for d in RERANK_STEPS[:-1])
-                         if t.worst >= TARGET_RECALL), deepest)
+                         if t.worst >= TARGET_RECALL + TUNING_MARGIN), deepest)
             break
     assert best is not None
     faiss.ParameterSpace().set_index_parameter(index, name, best.params[name])

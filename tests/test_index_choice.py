@@ -126,6 +126,7 @@ def test_tuning_does_not_count_a_query_finding_itself(monkeypatch):
     index = faiss.IndexIVFFlat(quantizer, 16, len(x), faiss.METRIC_INNER_PRODUCT)
     index.add(x)
     monkeypatch.setattr(scripts.indexing, "TARGET_RECALL", 0.0)
+    monkeypatch.setattr(scripts.indexing, "TUNING_MARGIN", 0.0)
     tuning = tune(index, x)
     assert tuning.params == {"nprobe": 1}
     assert tuning.image_recall == 0.0
@@ -235,3 +236,17 @@ def test_many_ivf_lists_train_by_two_level_kmeans(monkeypatch):
     assert index.ntotal == len(x) and faiss.extract_index_ivf(index).quantizer.ntotal == 64
     small = scripts.indexing.train_and_add(x, "IVF32,SQ8")                # below the threshold: plain k-means
     assert calls == [(8, 64)] and small.ntotal == len(x)
+
+
+def test_tuning_aims_above_the_target_by_the_margin(monkeypatch):
+    """The probe prompts are a sample: tuning stops only once both recalls reach the target plus
+    TUNING_MARGIN, so unseen queries still get the target."""
+    data = clustered_unit_vectors(3000, 32, 3, seed=8)     # wide clusters: IVF needs many lists
+    index, _ = build_index(data, "IVF64,SQ8")
+    monkeypatch.setattr(scripts.indexing, "TUNING_MARGIN", 0.0)
+    plain = tune(index, data)
+    monkeypatch.setattr(scripts.indexing, "TUNING_MARGIN", 0.02)
+    careful = tune(index, data)
+    assert plain.worst < TARGET_RECALL + 0.02          # the margin matters on this data
+    assert careful.worst >= TARGET_RECALL + 0.02
+    assert careful.params["nprobe"] > plain.params["nprobe"]
