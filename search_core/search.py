@@ -360,6 +360,8 @@ class SearchService:
     def _blocked_rows(self, start: int, stop: int, exclude_rows: Iterable[int]) -> np.ndarray:
         """Hidden and excluded rows inside [start, stop), sorted and unique."""
         excluded = np.asarray([int(r) for r in exclude_rows], dtype=np.int64)
+        if not excluded.size and not self.hidden_rows.size:
+            return excluded                 # the common query: no set arithmetic to pay for
         blocked = np.union1d(self.hidden_rows, excluded)
         return blocked[(blocked >= start) & (blocked < stop)]
 
@@ -442,7 +444,9 @@ class SearchService:
         rows, scores = rows[0].astype(np.int64), scores[0]
         # Belt and braces: whatever the index type does with a selector, nothing outside the
         # filter leaves here (a dropped row only sends the query to the exact fallback).
-        valid = (rows >= start) & (rows < stop) & ~np.isin(rows, blocked)
+        valid = (rows >= start) & (rows < stop)
+        if blocked.size:
+            valid &= ~np.isin(rows, blocked)
         if self._exact_index:
             return scores[valid], rows[valid]
         return rerank(self.collection.embeddings, query[0], rows[valid], n)
