@@ -41,7 +41,7 @@ def exhaustive(spec: str) -> tuple[str, dict, int | None]:
     spec = re.sub(r"^PCAR\d+", f"PCAR{DIM // 2}", spec)
     index = faiss.index_factory(DIM, spec, faiss.METRIC_INNER_PRODUCT)
     if faiss.try_extract_index_ivf(index) is not None:
-        return spec, {"nprobe": 16}, (400 if "fs" in spec or "PCA" in spec else None)
+        return spec, {"nprobe": 16}, (N if "fs" in spec or "PCA" in spec else None)   # re-rank every row
     if isinstance(faiss.downcast_index(index), faiss.IndexHNSW):
         return spec, {"efSearch": 400}, None
     return spec, {}, None
@@ -134,17 +134,18 @@ class ShiftingIndex:
 
 
 def test_pages_stay_disjoint_when_deeper_searches_find_better_rows(tmp_path: Path, vectors: np.ndarray) -> None:
-    """If page 2's deeper search finds a row better than page 1's last one, the row is not moved
+    """If a later page's deeper search finds a row better than the rows already shown, it is not moved
     in front of rows already shown (which would repeat one of them on page 2 and drop another)."""
     folder = write_collection(tmp_path / "c", vectors, years=YEARS, index_spec="Flat")
     collection = Collection.open(folder)
     query = unit_vectors(1, DIM, seed=11)[0]
-    best = exact_rows(vectors, query, np.arange(N), 30)
+    first_fetch = search_module.candidate_count(search_module.RANK_TIER)   # the first tier's search
+    best = exact_rows(vectors, query, np.arange(N), 50)
     service = SearchService(collection, FakeEncoder(DIM))
-    collection.index = ShiftingIndex(collection.index, hidden=best[3], depth=40)
+    collection.index = ShiftingIndex(collection.index, hidden=best[3], depth=first_fetch + 1)
     service._exact_index = False          # treat it as the approximate index it pretends to be
     service._search_params = lambda *args, **kwargs: None
-    got = pages(service, query, 9, 3)
+    got = pages(service, query, 9, 5)     # 45 rows: past the first tier
     flat = [r for page in got for r in page]
-    assert len(flat) == len(set(flat)) == 27
-    assert best[3] in flat[9:]            # found by the deeper search, shown after page 1's rows
+    assert len(flat) == len(set(flat)) == 45
+    assert best[3] in flat[search_module.RANK_TIER:]   # found by the deeper search, after the rows shown

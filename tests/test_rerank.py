@@ -66,3 +66,11 @@ def test_inner_products_match_numpy_on_any_rows():
     np.testing.assert_allclose(inner_products(emb[10:250], q), emb[10:250] @ q, atol=1e-6)
     np.testing.assert_allclose(inner_products(emb[[7, 3, 299]], q), emb[[7, 3, 299]] @ q, atol=1e-6)
     assert inner_products(emb[:0], q).shape == (0,)
+
+
+def test_the_tuned_depth_serves_the_first_ten_hits_and_two_per_hit_after():
+    """A tuned depth (per 10) is what the build measured recall@10 with; deeper hits get the
+    default two candidates each, so a first tier of 30 does not re-rank 3x the tuned depth."""
+    assert candidate_count(10, 150) == 150 and candidate_count(11, 150) == 150
+    assert candidate_count(30, 150) == 150 and candidate_count(120, 150) == 240
+    assert candidate_count(30) == 60 and candidate_count(30, 20) == 60
