@@ -9,8 +9,8 @@ text recall@10 >= 0.97 (`python -m benchmarks.bench_index_candidates`, BENCHMARK
 | index                                  | setting              | recall text / image | raw p50 / p95 ms | size    |
 |----------------------------------------|----------------------|---------------------|------------------|---------|
 | PCAR256,IVF4000,SQ8_direct_signed      | nprobe 192, 100/10   | 0.978 / 1.000       | 1.11 / 1.31      | 256 MiB |
-| RR512,IVF4000,SQ8_direct_signed        | nprobe 128, 20/10    | 0.971 / 1.000       | 1.54 / (noisy)   | 505 MiB |
-| IVF4096,SQ8                            | nprobe 192, 20/10    | 0.971 / 0.999       | 3.49 / (noisy)   | 504 MiB |
+| RR512,IVF4000,SQ8_direct_signed        | nprobe 128, 20/10    | 0.971 / 1.000       | 1.54 / 13.31     | 505 MiB |
+| IVF4096,SQ8                            | nprobe 192, 20/10    | 0.971 / 0.999       | 3.49 / 8.04      | 504 MiB |
 | RR512,IVF16384_HNSW32,SQ8_direct_signed| nprobe 512, 20/10    | 0.971 / 0.998       | 3.07 / 4.33      | 533 MiB |
 (under 50-80% load from other processes; "100/10": candidates re-ranked per 10 hits.)
 

@@ -192,9 +192,9 @@ def _fit_int8_scale(index: faiss.Index, vectors: np.ndarray, spec: str, seed: in
 def _projection(vectors: np.ndarray, dim: int, seed: int) -> np.ndarray:
     """[dim, d]: the top `dim` eigenvectors of the rows' second moment, randomly rotated."""
     rng = np.random.default_rng(seed)
-    sample = vectors[np.sort(rng.choice(len(vectors), min(len(vectors), PCA_SAMPLE), replace=False))]
-    sample = np.asarray(sample, dtype=np.float64)
-    _, eigenvectors = np.linalg.eigh(sample.T @ sample)
+    rows = np.sort(rng.choice(len(vectors), min(len(vectors), PCA_SAMPLE), replace=False))
+    sample = np.asarray(vectors[rows], dtype=np.float32)
+    _, eigenvectors = np.linalg.eigh((sample.T @ sample).astype(np.float64))
     top = eigenvectors[:, ::-1][:, :dim].T
     rotation = np.linalg.qr(rng.standard_normal((dim, dim)))[0]
     return (rotation @ top).astype(np.float32)

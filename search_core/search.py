@@ -54,14 +54,15 @@ EXACT_SEARCH_MAX_ROWS = 4_096
 # search for the top 30, [30, 120) from a search for the top 120 minus the rows already ranked,
 # and so on (x4). The first tier holds the near-duplicate collapse's first round (3 x 10 rows
 # for a page of 10 groups), so a first page costs one index search: with a first tier of 10 it
-# cost two, and search_vector took 7.4 ms p50 at 1M hard rows (under load) against 1.1 ms raw. Every page of a query reads the same ranking, so pages are disjoint and their
+# cost two (1M hard rows, same process, under load: 8.2-8.6 against 2.9-3.6 ms p50).
+# Every page of a query reads the same ranking, so pages are disjoint and their
 # union is the ranking's prefix, whatever the index: two searches of different depths need not
 # agree on their common prefix (a deeper HNSW or re-rank can find a better row that a page
 # already shown missed, which would then repeat a row and skip another).
 RANK_TIER = FIRST_ROUND_FACTOR * 10
 RANK_TIER_GROWTH = 4
 # A tier that would fetch more candidates than this is searched exactly instead: only deep
-# pages get there (offset ~400 at the default depth), and an HNSW search that wide costs more
+# pages get there (past row 1,920 at the default depth), and an HNSW search that wide costs more
 # than a scan of the eligible rows.
 MAX_APPROX_CANDIDATES = 4_096
 

@@ -134,8 +134,8 @@ class ShiftingIndex:
 
 
 def test_pages_stay_disjoint_when_deeper_searches_find_better_rows(tmp_path: Path, vectors: np.ndarray) -> None:
-    """If a later page's deeper search finds a row better than the rows already shown, it is not moved
-    in front of rows already shown (which would repeat one of them on page 2 and drop another)."""
+    """If a later page's deeper search finds a row better than rows already shown, it is not moved
+    in front of them (which would repeat one of them on the next page and drop another)."""
     folder = write_collection(tmp_path / "c", vectors, years=YEARS, index_spec="Flat")
     collection = Collection.open(folder)
     query = unit_vectors(1, DIM, seed=11)[0]
