@@ -36,7 +36,7 @@ BENCHMARKS = [
     ("bench_collections", ["--rows", "200000,10000"], ["--rows", "10000,10000", "--queries", "50"]),
 ]
 # Not in the list: bench_gpu needs a CUDA GPU (python -m benchmarks.bench_gpu on one);
-# bench_index_candidates builds seven 1M indexes on first run (~25 min; python -m benchmarks.bench_index_candidates).
+# bench_index_candidates builds eight 1M indexes on first run (~25 min; python -m benchmarks.bench_index_candidates).
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,7 @@ gives, p50/p95 of the raw index search and of a full `SearchService.search_vecto
 metadata, the index's size and its build time (train and add; tuning is not included).
 
 Built candidates are cached beside the collection (`candidates-hard-N/`), so a second run only
-measures. At 1M rows the first run builds five indexes (HNSW32,SQ8 alone took 442 s to add on 2
+measures. At 1M rows the first run builds eight indexes (HNSW32,SQ8 alone took 442 s to add on 2
 busy cores): about 20-25 minutes, so it is not part of `make bench`. Run it alone:
 
     python -m benchmarks.bench_index_candidates --rows 1000000
