@@ -20,11 +20,13 @@ def build_parser() -> argparse.ArgumentParser:
     from review.cli import add_review_parser
     from scripts.build_cli import add_build_parser
     from search_core.cli import add_search_parser
+    from search_core.info_cli import add_info_parser
     from search_core.verify_cli import add_verify_parser
 
     add_build_parser(sub)
     add_search_parser(sub)
     add_verify_parser(sub)
+    add_info_parser(sub)
     add_review_parser(sub)
     bot = sub.add_parser("bot", help="run the Discord bot (configuration from the environment and .env)")
     bot.set_defaults(func=_run_bot)

@@ -34,8 +34,17 @@ def with_embeddings(collection: Path) -> datasets.Dataset:
     return datasets.concatenate_datasets([dataset, embeddings], axis=1)
 
 
+def check_pushable(storage: str) -> None:
+    """BuildError for a collection that only references its images: pushed, it would hold paths
+    into a folder on this machine that nobody who downloads it can read."""
+    if storage == layout.STORAGE_REFERENCE:
+        raise BuildError("--push-to-hub needs the images inside the collection, and this one only references "
+                         "them (--images reference): build it with --images copy to push it.")
+
+
 def push_collection(collection: Path, repo: str) -> None:
     """Push as a private Hub dataset (the seed's ``push_to_hub(repo, private=True)``)."""
+    check_pushable(layout.Manifest.read(collection).storage)
     dataset = with_embeddings(collection)
     log.info("pushing %d rows to the Hub dataset %s", len(dataset), repo)
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,13 @@ from search_core import layout
 from search_core.collapse import DuplicateGroups, check_group_ids
 from search_core.errors import CollectionError, ImageUnavailable, QueryError
 from search_core.layout import Manifest
+from search_core.references import (
+    IMAGE_ROOT_ENV,
+    UnreadableReference,
+    read_reference,
+    resolve_root,
+    roots_from_env,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +81,7 @@ class Collection:
     embeddings: np.ndarray     # [rows, dim], memory-mapped
     index: Any                 # faiss.Index, ids are row numbers
     groups: DuplicateGroups | None = None   # near-duplicate groups; None: every row its own group
+    image_root: Path | None = None          # where referenced images are now (references_images)
     _years: np.ndarray | None = field(default=None, repr=False)
     _known_years: int = field(default=0, repr=False)
     _metadata_view: Any = field(default=None, repr=False)
@@ -89,8 +97,12 @@ class Collection:
         return self._years
 
     @classmethod
-    def open(cls, path: str | Path) -> Collection:
-        """Open and check a collection; raises CollectionError naming the file that is wrong."""
+    def open(cls, path: str | Path, *, image_roots: Sequence[Path] | None = None) -> Collection:
+        """Open and check a collection; raises CollectionError naming the file that is wrong.
+
+        image_roots: folders to look in first for a referenced collection's images (default:
+        IMAGESEARCH_IMAGE_ROOT; search_core/references.py).
+        """
         path = Path(path)
         if not path.is_dir():
             raise CollectionError(f"No collection at {path}: the folder does not exist.")
@@ -102,8 +114,30 @@ class Collection:
         collection = cls(path=path, manifest=manifest, dataset=dataset, embeddings=embeddings, index=index,
                          groups=groups)
         collection._load_years()
+        collection._find_image_root(roots_from_env() if image_roots is None else list(image_roots))
         log.info("opened collection %s: %d rows, index %s", path, manifest.rows, manifest.index.spec)
         return collection
+
+    @property
+    def references_images(self) -> bool:
+        """Whether the images are read from their source (``--images reference``) rather than stored."""
+        return self.manifest.storage == layout.STORAGE_REFERENCE
+
+    def _find_image_root(self, overrides: Sequence[Path]) -> None:
+        root = self.manifest.image_root
+        if not self.references_images or root is None:
+            return
+        try:
+            samples = [self.reference(r) or "" for r in sorted({0, self.rows // 2, self.rows - 1}) if self.rows]
+        except ImageUnavailable:
+            samples = []        # no image column: nothing to read, whatever the root
+        self.image_root = resolve_root(self.path, root, samples, overrides)
+        if not self.image_root.is_dir():
+            log.warning("collection %s: its image folder %s is not found; images show as missing until it is "
+                        "back, or %s names where it is now", self.path, self.image_root, IMAGE_ROOT_ENV)
+        elif str(self.image_root) != root.absolute:
+            log.info("collection %s: reading its images from %s (built from %s)", self.path, self.image_root,
+                     root.absolute)
 
     # --- rows -------------------------------------------------------------------------------
 
@@ -152,24 +186,44 @@ class Collection:
         ImageUnavailable or QueryError as `image` does."""
         return self._image_bytes(self.check_row(row))
 
-    def _image_bytes(self, row: int) -> bytes:
-        """The encoded bytes of a row's image: stored in the dataset, or read from the file it names."""
+    def reference(self, row: int) -> str | None:
+        """Where a row's image is read from when it is not stored: a path (relative to
+        `image_root` in a referenced collection) or a URL; None when the bytes are stored."""
+        stored = self._stored_image(row)
+        return None if stored.get("bytes") else stored.get("path")
+
+    def _stored_image(self, row: int) -> dict[str, Any]:
+        """The row's image column as {"bytes", "path"}: a datasets Image, or a referenced
+        collection's string column (only a path: datasets' own save_to_disk stats an Image's
+        paths, which are relative to the image root, not to the working folder)."""
         if "image" not in self.dataset.column_names:
             raise self._unavailable(row, "this collection stores no images")
         if self._encoded_images is None:
             from datasets import Image as ImageFeature
 
-            self._encoded_images = self.dataset.select_columns(["image"]).cast_column(
-                "image", ImageFeature(decode=False))
-        stored = self._encoded_images[row]["image"] or {}
+            images = self.dataset.select_columns(["image"])
+            if isinstance(images.features["image"], ImageFeature):
+                images = images.cast_column("image", ImageFeature(decode=False))
+            self._encoded_images = images
+        stored = self._encoded_images[row]["image"]
+        return {"bytes": None, "path": stored} if isinstance(stored, str) else (stored or {})
+
+    def _image_bytes(self, row: int) -> bytes:
+        """The encoded bytes of a row's image: stored in the dataset, or read from where it names."""
+        stored = self._stored_image(row)
         data = stored.get("bytes")
         if data:
             return data
         path = stored.get("path")
         if not path:
             raise self._unavailable(row, "the row has no image")
+        if self.references_images:
+            try:
+                return read_reference(self.image_root, path)
+            except UnreadableReference as exc:
+                raise self._unavailable(row, str(exc)) from exc
         try:
-            return Path(path).read_bytes()        # a collection that references its files
+            return Path(path).read_bytes()        # a row of a source that named its files (not a reference)
         except OSError as exc:
             raise self._unavailable(row, f"its file {Path(path).name} cannot be read "
                                          f"({exc.strerror or type(exc).__name__})") from exc

@@ -11,6 +11,10 @@ collection/
   skipped.jsonl   one {"file": ..., "reason": ...} per source file that was not embedded
   groups.npy      int32 [rows]: near-duplicate group of each row, the group's smallest row
                   (optional: a collection without it has every row in a group of its own)
+  files.arrow     Arrow IPC table, row i = dataset row i: where each row's image came from and
+                  how it looked then (key, size, mtime_ns, digest), what the next build compares
+                  to re-embed only new and changed images (optional: collections built before
+                  incremental builds lack it, and their next build starts from scratch)
 ```
 
 ``manifest.json`` lists the sha256 of every other file (``checksums``, keyed by the path inside
@@ -19,16 +23,20 @@ its own content without that entry (`manifest_digest`), so that an edited field 
 `Manifest.write` adds that entry: write the manifest only through it. `imagesearch verify`
 (search_core/integrity.py) checks them.
 
-Dataset columns: ``image`` (datasets ``Image()``, bytes embedded so the folder is self-contained),
-``file_name`` (always), ``year``, ``title``, ``book_id``, ``volume``, ``page``, ``image_number``
-(None where unknown), plus any other scalar columns the source had.
+Dataset columns: ``image`` (datasets ``Image()``), ``file_name`` (always), ``year``, ``title``,
+``book_id``, ``volume``, ``page``, ``image_number`` (None where unknown), plus any other scalar
+columns the source had. With ``storage`` "copy" (the default) the image column holds each image's
+bytes, so the folder is self-contained; with "reference" it is a string column holding a path, relative
+to the manifest's ``image_root``, or an http(s) URL (search_core/references.py reads them).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +48,12 @@ EMBEDDINGS = "embeddings.npy"
 INDEX = "index.faiss"
 SKIPPED = "skipped.jsonl"
 GROUPS = "groups.npy"
+FILES = "files.arrow"
+
+# How a collection holds its images: their bytes inside dataset/, or where to read them.
+STORAGE_COPY = "copy"
+STORAGE_REFERENCE = "reference"
+STORAGES = (STORAGE_COPY, STORAGE_REFERENCE)
 
 # Encoded at build time and stored in the manifest: at open, the same text encoded by the
 # model in use must give (nearly) the same vector, which catches a different model even when
@@ -94,6 +108,30 @@ class MatchScale:
 
 
 @dataclass(frozen=True)
+class ImageRoot:
+    """The folder a referenced collection's image paths are relative to, as the build saw it.
+
+    Both spellings are kept so either move can be followed: ``relative`` (to the collection
+    folder) still holds when the collection and its images move together, ``absolute`` when only
+    the collection moves. search_core/references.py tries them (after any IMAGESEARCH_IMAGE_ROOT).
+    """
+
+    absolute: str
+    relative: str | None = None    # None where no relative path exists (another drive)
+
+
+@dataclass(frozen=True)
+class BuildChanges:
+    """What one build did to the rows: from scratch, or incremental against the collection it replaced."""
+
+    incremental: bool
+    added: int = 0             # rows embedded from files the old collection did not have
+    changed: int = 0           # rows embedded again because their file changed
+    removed: int = 0           # old rows dropped: their file is gone, or no longer reads
+    kept: int = 0              # old rows whose vectors were reused as they were
+
+
+@dataclass(frozen=True)
 class Manifest:
     format_version: int
     model: str                 # name or path the collection was embedded with
@@ -110,6 +148,11 @@ class Manifest:
     checksums: dict[str, str] = field(default_factory=dict)  # file name -> sha256 hex
     duplicates: DuplicateInfo | None = None    # None: built before grouping existed (no groups.npy)
     match_scale: MatchScale | None = None      # None: no weak-match marking
+    build_id: str | None = None  # new for every build, incremental ones too (None: built before it existed)
+    build_seconds: float | None = None         # wall clock of the whole build
+    storage: str = STORAGE_COPY                # STORAGES: image bytes inside, or references to the source
+    image_root: ImageRoot | None = None        # with storage "reference" and local files
+    changes: BuildChanges | None = None        # None: built before incremental builds existed
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -122,6 +165,12 @@ class Manifest:
             data["duplicates"] = DuplicateInfo(**data["duplicates"])
         if data.get("match_scale") is not None:
             data["match_scale"] = MatchScale(**data["match_scale"])
+        if data.get("image_root") is not None:
+            data["image_root"] = ImageRoot(**data["image_root"])
+        if data.get("changes") is not None:
+            data["changes"] = BuildChanges(**data["changes"])
+        if data.get("storage", STORAGE_COPY) not in STORAGES:
+            raise ValueError(f"unknown image storage {data['storage']!r} (expected one of {', '.join(STORAGES)})")
         return cls(**data)
 
     def write(self, folder: Path) -> None:
@@ -134,6 +183,12 @@ class Manifest:
     def read(cls, folder: Path) -> Manifest:
         """Read and parse; raises FileNotFoundError, ValueError (bad JSON) or TypeError/KeyError."""
         return cls.from_dict(json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8")))
+
+
+def new_build_id() -> str:
+    """A build's id: its UTC time and 8 random hex digits; two builds in the same second still differ
+    (the bot compares ids to notice a rebuilt collection, bot/watch.py)."""
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
 
 
 def manifest_digest(data: dict[str, Any]) -> str:
