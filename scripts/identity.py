@@ -56,7 +56,20 @@ def source_identities(images: pa.ChunkedArray | pa.Array, names: pa.ChunkedArray
         block = images.slice(start, BLOCK_ROWS).combine_chunks()
         blocks.append(_identity_block(block, names.slice(start, BLOCK_ROWS).to_pylist(), root_text))
     table = pa.concat_tables(blocks) if blocks else SCHEMA.empty_table()
-    return table.set_column(0, "key", unique_keys(table.column("key")))
+    return table.set_column(0, SCHEMA.field("key"), unique_keys(table.column("key")))
+
+
+def folder_identities(paths: pa.Array, root: Path, sizes: np.ndarray, mtimes: np.ndarray) -> pa.Table:
+    """The identities of a folder listing (scripts/folder_scan.py): every path is under `root`, and
+    its stat was taken while listing, so no file is touched again: Arrow string operations only."""
+    prefix = os.path.abspath(root).rstrip(os.sep) + os.sep
+    keys = pc.replace_substring(paths, pattern=prefix, replacement="", max_replacements=1)
+    if os.sep != "/":
+        keys = pc.replace_substring(keys, pattern=os.sep, replacement="/")
+    n = len(paths)
+    table = pa.table({"key": keys, "size": pa.array(sizes, pa.int64()), "mtime_ns": pa.array(mtimes, pa.int64()),
+                      "digest": pa.nulls(n, pa.binary(DIGEST_BYTES))}, schema=SCHEMA)
+    return table
 
 
 def _identity_block(block: pa.StructArray, names: list[str | None], root: str | None) -> pa.Table:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import secrets
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from typing import Any
 import datasets
 import numpy as np
 import pyarrow as pa
+from datasets.arrow_writer import ArrowWriter
 
 from scripts.decode import UnusableImage, read_bytes
 from scripts.grouping import Grouping
@@ -31,9 +32,10 @@ from scripts.identity import digest
 from search_core import layout
 from search_core.integrity import file_checksums
 from search_core.layout import BuildChanges, ImageRoot, IndexInfo, Manifest, MatchScale
-from search_core.provenance import write_files
+from search_core.provenance import DIGEST_BYTES, write_files
 
 BLOCK_ROWS = 4096
+MAX_SHARD_BYTES = 500 * 2**20          # datasets' own default shard size for save_to_disk
 
 METADATA_FEATURES = datasets.Features({
     "file_name": datasets.Value("string"), "year": datasets.Value("int32"),
@@ -126,11 +128,9 @@ def _write_dataset(tmp: Path, contents: Contents, on_rows: Callable[[int], None]
     old_images = None
     if copy and contents.old is not None and contents.old_storage == layout.STORAGE_COPY:
         old_images = datasets.load_from_disk(str(contents.old / layout.DATASET_DIR)).with_format("arrow")
-    cache = tmp / "_cache"
-    cache.mkdir()
     digests: list[pa.Array] = []
-    file = cache / "rows.arrow"
-    with datasets.arrow_writer.ArrowWriter(features=features, path=str(file)) as writer:
+
+    def blocks() -> Iterator[pa.Table]:
         for start in range(0, len(contents.rows), BLOCK_ROWS):
             rows = contents.rows[start:start + BLOCK_ROWS]
             table = contents.metadata.take(pa.array(rows))
@@ -140,16 +140,59 @@ def _write_dataset(tmp: Path, contents: Contents, on_rows: Callable[[int], None]
                 digests.append(block_digests)
             else:
                 images = _references(rows, contents, source_rows)
-            columns = {**{c: table.column(c) for c in layout.METADATA_COLUMNS},
-                       **({c: extra.column(c) for c in keep} if extra is not None else {}), "image": images}
-            writer.write_table(pa.table(columns))
+            yield pa.table({**{c: table.column(c) for c in layout.METADATA_COLUMNS},
+                            **({c: extra.column(c) for c in keep} if extra is not None else {}), "image": images})
             on_rows(len(rows))
+
+    write_saved_dataset(tmp / layout.DATASET_DIR, features, blocks())
+    if not copy:
+        return None
+    return pa.concat_arrays(digests) if digests else pa.array([], pa.binary(DIGEST_BYTES))
+
+
+def write_saved_dataset(folder: Path, features: datasets.Features, tables: Iterable[pa.Table],
+                        max_shard_bytes: int = MAX_SHARD_BYTES) -> None:
+    """Write what ``Dataset.save_to_disk`` writes (``data-00000-of-0000N.arrow`` shards, state.json,
+    dataset_info.json) straight from `tables`, so ``load_from_disk`` opens it.
+
+    save_to_disk needs a Dataset first, i.e. a full Arrow file written once more and read back
+    through a memory map: a second write of every image, and resident pages as large as the
+    dataset (measured: the build's peak RSS grew with the image bytes). Here each block is written
+    once, through a plain file.
+    """
+    folder.mkdir(parents=True)
+    shards: list[Path] = []
+    writer = None
+    written = 0
+    try:
+        for table in tables:
+            if writer is None or written >= max_shard_bytes:
+                if writer is not None:
+                    writer.finalize()
+                    writer.close()
+                shards.append(folder / f"shard-{len(shards):05d}.arrow")
+                writer = ArrowWriter(features=features, path=str(shards[-1]))
+                written = 0
+            writer.write_table(table)
+            written += table.nbytes
+        if writer is None:       # no rows: one empty shard, as save_to_disk writes
+            shards.append(folder / "shard-00000.arrow")
+            writer = ArrowWriter(features=features, path=str(shards[-1]))
         writer.finalize()
-    dataset = datasets.Dataset.from_file(str(file))
-    dataset.save_to_disk(str(tmp / layout.DATASET_DIR))
-    del dataset
-    shutil.rmtree(cache)
-    return pa.concat_arrays(digests) if copy and digests else (pa.array([], pa.binary(16)) if copy else None)
+    finally:
+        if writer is not None:
+            writer.close()
+    names = [f"data-{i:05d}-of-{len(shards):05d}.arrow" for i in range(len(shards))]
+    for shard, name in zip(shards, names):
+        os.rename(shard, folder / name)
+    state = {"_data_files": [{"filename": name} for name in names], "_fingerprint": secrets.token_hex(8),
+             "_format_columns": None, "_format_kwargs": {}, "_format_type": None, "_output_all_columns": False,
+             "_split": None}
+    (folder / datasets.config.DATASET_STATE_JSON_FILENAME).write_text(
+        json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
+    info = asdict(datasets.DatasetInfo(features=features))
+    (folder / datasets.config.DATASET_INFO_FILENAME).write_text(
+        json.dumps({key: info[key] for key in sorted(info)}, indent=2), encoding="utf-8")
 
 
 def _copied_images(rows: np.ndarray, contents: Contents, source_rows: Any,
@@ -170,7 +213,7 @@ def _copied_images(rows: np.ndarray, contents: Contents, source_rows: Any,
             stored[i] = _with_bytes(item)
     block_digests = [digest(v["bytes"]) if v and v.get("bytes") else None for v in stored]
     return (pa.array(stored, pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
-            pa.array(block_digests, pa.binary(16)))
+            pa.array(block_digests, pa.binary(DIGEST_BYTES)))
 
 
 def _with_bytes(item: dict | None) -> dict | None:
