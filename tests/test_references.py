@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import datasets
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -49,7 +50,7 @@ def test_a_referenced_collection_stores_paths_not_bytes(place: Path, tiny_clip: 
     assert all(isinstance(ref, str) and not os.path.isabs(ref) for ref in column)
     assert all((place / "images" / ref).is_file() for ref in column)
     copy = build(place / "images", tmp_path / "copy", tiny_clip)
-    arrow = lambda folder: sum(p.stat().st_size for p in (folder / layout.DATASET_DIR).glob("*.arrow"))  # noqa: E731
+    arrow = lambda folder: sum(p.stat().st_size for p in (folder / layout.DATASET_DIR).glob("*.arrow"))
     assert arrow(coll) < arrow(tmp_path / "copy") / 4
     assert copy.rows == manifest.rows
 
@@ -167,3 +168,18 @@ def test_a_source_of_image_bytes_cannot_be_referenced(tmp_path: Path, tiny_clip:
                                features=datasets.Features({"image": datasets.Image()})).save_to_disk(str(folder))
     with pytest.raises(BuildError, match="--images copy"):
         build(folder, tmp_path / "coll", tiny_clip, images="reference")
+
+
+def test_the_bots_page_over_a_referenced_collection_with_a_missing_file(place: Path):
+    """The bot's render_page reads thumbnails from the source; a missing file is a placeholder cell."""
+    import io
+
+    from bot.results import Query, render_page
+
+    service = SearchService.open(place / "coll", device="cpu")
+    (place / "images" / service.collection.reference(0)).unlink()
+    query = Query(label="x", k=8, collection="refs", version="v1",
+                  vector=np.asarray(service.collection.embeddings[0], dtype=np.float32))
+    rendered = render_page(service, query, 0, max_upload_bytes=10_000_000)
+    assert 0 in {h.row for h in rendered.page.hits}
+    assert Image.open(io.BytesIO(rendered.sheet)).width > 0
