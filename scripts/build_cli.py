@@ -13,6 +13,7 @@ from pathlib import Path
 
 from scripts.grouping import DUPLICATE_THRESHOLD
 from scripts.index_choice import INDEX_NAMES
+from search_core import layout
 from search_core.encoder import DEFAULT_MODEL, quiet_model_loading
 from search_core.errors import ImageSearchError
 
@@ -28,7 +29,7 @@ def add_build_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                     "(dataset, embeddings, FAISS index) to --out. SOURCE: an image folder "
                     "(imagefolder layout), a dataset saved with save_to_disk, a Parquet file, a Hub "
                     "dataset id, or an http(s) URL of a zip of images. Re-running after a crash "
-                    "resumes. With --embeddings-column, the vectors the source already holds are "
+                    "resumes. Run again on an existing collection, it embeds only new and changed images (--full: all). With --embeddings-column, the vectors the source already holds are "
                     "checked and used instead of embedding the images.",
     )
     parser.add_argument("source", metavar="SOURCE",
@@ -52,7 +53,15 @@ def add_build_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                         help="embedding precision (default auto: fp16 on CUDA; on a CPU bf16 where "
                              "it has native bf16, else int8)")
     parser.add_argument("--push-to-hub", default=None, metavar="REPO",
-                        help="also push the collection with embeddings to this private Hub dataset")
+                        help="also push the collection with embeddings to this private Hub dataset "
+                             "(needs --images copy)")
+    parser.add_argument("--full", action="store_true",
+                        help="embed every image again instead of updating the collection at --out (needed "
+                             "to change the model or precision of an existing collection)")
+    parser.add_argument("--images", default=layout.STORAGE_COPY, choices=layout.STORAGES,
+                        help="copy: store each image's bytes in the collection (self-contained, pushable; the "
+                             "default); reference: store its path under SOURCE (or its URL) and read it "
+                             "from there")
     parser.add_argument("--duplicate-threshold", type=float, default=DUPLICATE_THRESHOLD, metavar="COSINE",
                         help="images at or above this cosine are grouped as near-identical, and search shows "
                              f"one per group (default {DUPLICATE_THRESHOLD}; 1 groups only identical images)")
@@ -76,7 +85,7 @@ def run_build(args: argparse.Namespace) -> int:
             args.source, args.out, model=args.model or DEFAULT_MODEL, batch_size=args.batch_size,
             device=args.device, index=args.index, precision=args.precision, push_to_hub=args.push_to_hub,
             progress=args.progress, duplicate_threshold=args.duplicate_threshold,
-            embeddings_column=args.embeddings_column,
+            embeddings_column=args.embeddings_column, full=args.full, images=args.images,
         )
     except ImageSearchError as exc:
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)
@@ -100,6 +109,13 @@ def format_summary(summary) -> str:
             f"({summary.images_per_second:.1f} images/s on {summary.device}, {summary.precision}"
             + (f"; {summary.resumed} resumed from an earlier run" if summary.resumed else "") + ").",
         ]
+    changes = summary.changes
+    if changes is not None and changes.incremental:
+        lines.append(f"Updated the collection: added {changes.added:,}, changed {changes.changed:,}, "
+                     f"removed {changes.removed:,}, kept {changes.kept:,}.")
+    if summary.storage == layout.STORAGE_REFERENCE:
+        lines.append("Images referenced from the source, not copied: keep it in place (or see "
+                     "IMAGESEARCH_IMAGE_ROOT in the README when it moves).")
     index = summary.index
     if index.recall_at_10 is None:
         lines.append(f"Index: {index.spec} (exact search).")

@@ -16,7 +16,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -92,7 +92,7 @@ def write_collection(tmp: Path, out: Path, contents: Contents, on_rows: Callable
         duplicates=contents.grouping.info, match_scale=contents.scale, build_id=layout.new_build_id(),
         build_seconds=round(time.perf_counter() - contents.started, 3), storage=contents.storage,
         image_root=_image_root(contents.image_root, out) if contents.storage == layout.STORAGE_REFERENCE else None,
-        changes=contents.changes,
+        changes=contents.changes, embeddings_column=contents.source.embeddings_column,
     )
     manifest.write(tmp)
     return manifest
@@ -190,9 +190,7 @@ def write_saved_dataset(folder: Path, features: datasets.Features, tables: Itera
              "_split": None}
     (folder / datasets.config.DATASET_STATE_JSON_FILENAME).write_text(
         json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
-    info = asdict(datasets.DatasetInfo(features=features))
-    (folder / datasets.config.DATASET_INFO_FILENAME).write_text(
-        json.dumps({key: info[key] for key in sorted(info)}, indent=2), encoding="utf-8")
+    datasets.DatasetInfo(features=features).write_to_directory(str(folder), pretty_print=True)
 
 
 def _copied_images(rows: np.ndarray, contents: Contents, source_rows: Any,
@@ -207,7 +205,7 @@ def _copied_images(rows: np.ndarray, contents: Contents, source_rows: Any,
         for i, value in zip(at.tolist(), column):
             stored[i] = value if value and value.get("bytes") else None
     missing = [i for i, value in enumerate(stored) if value is None]
-    if missing:
+    if missing and src.image_column is not None:       # None: vectors from an embeddings column, no images
         items = source_rows.select_columns([src.image_column])[rows[missing].tolist()].column(src.image_column)
         for i, item in zip(missing, items.to_pylist()):
             stored[i] = _with_bytes(item)

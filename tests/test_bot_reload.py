@@ -198,6 +198,7 @@ async def test_a_broken_replacement_is_ignored(env: Env) -> None:
     (broken / "index.faiss").write_bytes(b"not an index")
     manifest = json.loads((broken / "manifest.json").read_text(encoding="utf-8"))
     manifest["built_at"] = "2099-01-01T00:00:00+00:00"
+    manifest["build_id"] = "20990101T000000Z-broken"
     (broken / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     aside = env.root / "aside"
     os.rename(env.live, aside)

@@ -291,14 +291,14 @@ def test_model_that_cannot_load_leaves_existing_collection_intact(existing: Path
 
 def test_failure_while_writing_leaves_no_half_collection(existing: Path, sample_images, tiny_clip, monkeypatch):
     """An error after the new files are half written leaves the old collection and no temp folder."""
-    import scripts.build
+    import scripts.writer
 
     before = snapshot(existing)
 
     def explode(folder):
         raise RuntimeError("disk full (injected)")
 
-    monkeypatch.setattr(scripts.build, "file_checksums", explode)
+    monkeypatch.setattr(scripts.writer, "file_checksums", explode)
     with pytest.raises(RuntimeError, match="injected"):
         build(sample_images[0], existing, tiny_clip)
     assert snapshot(existing) == before

@@ -70,6 +70,43 @@ def test_killed_build_resumes_without_redoing_done_shards(tmp_path: Path, sample
     assert list(tmp_path.glob(".coll.*")) == [], "work folder removed after success"
 
 
+def test_killed_incremental_build_resumes_and_keeps_the_old_collection(tmp_path: Path, tiny_clip: Path):
+    """20 images added to a collection of 12, SIGKILL after the first shard of the update: the old
+    collection is still there untouched, and the re-run embeds only what the killed run had not."""
+    from tests.fixtures.images import make_imagefolder
+    from tests.test_build_incremental import add_images, vectors_by_name
+
+    src, out = tmp_path / "src", tmp_path / "coll"
+    make_imagefolder(src, n=12)
+    build(src, out, tiny_clip)
+    before_manifest = (out / layout.MANIFEST).read_bytes()
+    before = vectors_by_name(out)
+    added = add_images(src, 20)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(src), str(out), str(tiny_clip)],
+                             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 90
+        while not list(tmp_path.glob(".coll.build/shard_00000.npz")):
+            assert child.poll() is None, child.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "first shard never appeared"
+            time.sleep(0.05)
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    assert (out / layout.MANIFEST).read_bytes() == before_manifest, "the old collection must stay in place"
+
+    summary = build(src, out, tiny_clip, batch_size=4, shard_size=8)
+    assert summary.resumed >= 8 and summary.embedded <= 20 - 8
+    c = summary.changes
+    assert (c.incremental, c.added, c.changed, c.removed, c.kept) == (True, 20, 0, 0, 12)
+    after = vectors_by_name(out)
+    assert set(after) == set(before) | set(added)
+    assert all(after[name] == vector for name, vector in before.items())
+    assert list(tmp_path.glob(".coll.*")) == [], "work folder removed after success"
+
+
 def fail_at_index(monkeypatch) -> None:
     """Make the next build stop with every shard written, as a crash after embedding would."""
     def explode(*args, **kwargs):
@@ -101,8 +138,9 @@ def save_source(path: Path, years: list[int]) -> None:
     datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(path))
 
 
-def test_changed_row_order_does_not_reuse_shards(tmp_path: Path, tiny_clip: Path, monkeypatch):
-    """Same images, new years (so a new row order): every embedding still sits on its own row."""
+def test_changed_row_order_reuses_shards_on_the_right_rows(tmp_path: Path, tiny_clip: Path, monkeypatch):
+    """Same images, new years (so a new row order): shards name source rows, not positions, so they are
+    reused, and every embedding still sits on its own row."""
     src = tmp_path / "src"
     save_source(src, [1850, 1860, 1870, 1880, 1890, 1900])
     crashed_build(src, tmp_path / "coll", tiny_clip, monkeypatch, batch_size=2, shard_size=4)
@@ -115,7 +153,7 @@ def test_changed_row_order_does_not_reuse_shards(tmp_path: Path, tiny_clip: Path
     assert resumed == clean == [f"img{i}.jpg" for i in range(5, -1, -1)]
     assert np.allclose(np.load(tmp_path / "coll" / layout.EMBEDDINGS),
                        np.load(tmp_path / "clean" / layout.EMBEDDINGS), atol=1e-4)
-    assert summary.resumed == 0
+    assert (summary.resumed, summary.embedded) == (6, 0)
 
 
 def test_retry_with_smaller_batch_size_resumes(tmp_path: Path, sample_images, tiny_clip: Path,

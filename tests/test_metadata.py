@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datasets
+import pyarrow as pa
 import pytest
 
 from scripts.metadata import (
     ImageMetadata,
-    dataset_metadata,
-    file_name_of,
-    folder_of,
+    file_names,
+    folder_names,
+    metadata_table,
     parse_file_name,
     parse_year,
     year_order,
@@ -59,14 +60,14 @@ def test_name_year_wins_over_folder_year():
 ])
 def test_file_name_of_local_and_chained_paths(path, name):
     """The bare name is found in local paths and fsspec chained URLs of archive members."""
-    assert file_name_of(path) == name
+    assert file_names(pa.array([path], pa.string())).to_pylist() == [name]
 
 
 def test_year_order_puts_unknown_years_last_and_keeps_ties_stable():
     """Known years ascend, unknown years go last, equal years keep source order."""
-    rows = [ImageMetadata("a", 1900), ImageMetadata("b", None), ImageMetadata("c", 1850),
-            ImageMetadata("d", 1900), ImageMetadata("e", None)]
-    assert year_order(rows) == [2, 0, 3, 1, 4]
+    years = pa.array([1900, None, 1850, 1900, None], pa.int32())
+    assert year_order(years).tolist() == [2, 0, 3, 1, 4]
+    assert year_order(pa.chunked_array([years[:2], years[2:]])).tolist() == [2, 0, 3, 1, 4]
 
 
 def test_dataset_metadata_uses_labels_name_columns_and_curated_columns():
@@ -82,10 +83,17 @@ def test_dataset_metadata_uses_labels_name_columns_and_curated_columns():
                                     "label": datasets.ClassLabel(names=["1850", "1870"]),
                                     "title": datasets.Value("string")}),
     )
-    rows = dataset_metadata(ds, "image")
-    assert [r.file_name for r in rows] == ["000000001_0_000001_1_[A]_1850.jpg", "from_column.jpg", "plain.jpg"]
-    assert [r.year for r in rows] == [1850, 1850, 1870]
-    assert [r.title for r in rows] == ["A", "Curated title", None]
+    meta = metadata_table(ds, "image")
+    assert meta.column("file_name").to_pylist() == ["000000001_0_000001_1_[A]_1850.jpg", "from_column.jpg",
+                                                    "plain.jpg"]
+    assert meta.column("year").to_pylist() == [1850, 1850, 1870]
+    assert meta.column("title").to_pylist() == ["A", "Curated title", None]
+
+
+def test_rows_without_any_name_are_named_by_their_row_number():
+    ds = datasets.Dataset.from_dict({"image": [{"bytes": b"x", "path": None}] * 2},
+                                    features=datasets.Features({"image": datasets.Image(decode=False)}))
+    assert metadata_table(ds, "image").column("file_name").to_pylist() == ["row-000000", "row-000001"]
 
 
 @pytest.mark.parametrize("path, folder", [
@@ -96,14 +104,14 @@ def test_dataset_metadata_uses_labels_name_columns_and_curated_columns():
 ])
 def test_folder_of_local_and_archive_paths(path, folder):
     """The year folder is read from the member path inside an archive, not the archive's folder."""
-    assert folder_of(path) == folder
+    assert folder_names(pa.array([path], pa.string())).to_pylist() == [folder]
 
 
 def test_single_year_folder_without_label_still_gives_year():
     """imagefolder makes no label for a single folder: the path's folder still gives the year."""
     ds = datasets.Dataset.from_dict({"image": [{"bytes": None, "path": "/x/1890/scan.jpg"}]},
                                     features=datasets.Features({"image": datasets.Image(decode=False)}))
-    assert dataset_metadata(ds, "image")[0].year == 1890
+    assert metadata_table(ds, "image").column("year").to_pylist() == [1890]
 
 
 def test_numbers_too_big_for_the_collection_are_unknown():
@@ -126,5 +134,5 @@ def test_source_number_column_out_of_int32_range_keeps_the_names_value():
          "page": [2**40], "year": [20230101]},
         features=datasets.Features({"image": datasets.Image(decode=False), "page": datasets.Value("int64"),
                                     "year": datasets.Value("int64")}))
-    meta = dataset_metadata(ds, "image")[0]
-    assert (meta.page, meta.year) == (12, 1890)
+    meta = metadata_table(ds, "image").to_pylist()[0]
+    assert (meta["page"], meta["year"]) == (12, 1890)

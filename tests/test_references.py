@@ -72,7 +72,7 @@ def test_a_missing_source_file_is_a_placeholder_and_a_log_line(place: Path, tiny
     with pytest.raises(ImageUnavailable, match="missing"):
         c.image(0)
     service = SearchService.open(place / "coll", device="cpu")
-    hits = service.search_vector(service.collection.embeddings[0], k=8)
+    hits = service.search_vector(service.collection.embeddings[0], k=8).hits
     assert hits[0].row == 0
     with caplog.at_level(logging.WARNING, logger="search_core.sheet"):
         sheet = render_page_sheet(service.collection, hits)

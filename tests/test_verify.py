@@ -59,7 +59,7 @@ def test_a_fresh_build_verifies(coll: Path, capsys):
     """Everything the build wrote matches: exit 0, one OK line saying what was checked."""
     code, lines = verify_lines(coll, capsys=capsys)
     assert code == 0
-    assert len(lines) == 1 and lines[0].startswith(f"OK: {coll}: 24 rows; 7 files")   # groups.npy is the 7th
+    assert len(lines) == 1 and lines[0].startswith(f"OK: {coll}: 24 rows; 8 files")   # groups.npy, files.arrow
     assert "agree on 24 sampled rows" in lines[0]
 
 
@@ -220,7 +220,7 @@ def test_quick_mode_skips_only_the_image_arrow_files(coll: Path):
     flip_byte(coll / ARROW)
     quick = verify_collection(coll, quick=True)
     assert quick.ok and quick.files_not_hashed == [ARROW]
-    assert set(quick.files_hashed) == {layout.INDEX, layout.EMBEDDINGS, layout.GROUPS, layout.SKIPPED,
+    assert set(quick.files_hashed) == {layout.INDEX, layout.EMBEDDINGS, layout.GROUPS, layout.SKIPPED, layout.FILES,
                                        "dataset/state.json", "dataset/dataset_info.json"}
     assert [p.file for p in verify_collection(coll).problems] == [ARROW]
 
