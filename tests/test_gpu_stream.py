@@ -221,6 +221,7 @@ def test_a_build_through_the_gpu_stream_lists_the_same_skips(tiny_clip, tmp_path
     """`imagesearch build` with the GPU stream (nvJPEG stood in for) gives the CPU build's collection:
     the same rows, the same skipped.jsonl, the same vectors."""
     from scripts import build
+    from scripts.engines import local as local_engine
     from search_core import layout
 
     source = tmp_path / "images" / "1890"
@@ -229,7 +230,7 @@ def test_a_build_through_the_gpu_stream_lists_the_same_skips(tiny_clip, tmp_path
         (source / f"{i:02d}_{kind}{extension(kind)}").write_bytes(KINDS[kind](i, (90, 70)))
     cpu = build.build_collection(str(source.parent), tmp_path / "cpu", model=str(tiny_clip), device="cpu",
                                  progress=False)
-    monkeypatch.setattr(build, "select_embed_stream",
+    monkeypatch.setattr(local_engine, "select_embed_stream",
                         lambda enc: lambda *a, **kw: gpu_embed_stream(*a, decode=StandInDecoder(), **kw))
     gpu = build.build_collection(str(source.parent), tmp_path / "gpu", model=str(tiny_clip), device="cpu",
                                  progress=False)
@@ -249,6 +250,7 @@ def test_a_saved_dataset_is_embedded_from_its_arrow_bytes(tiny_clip, tmp_path: P
     import datasets
 
     from scripts import build
+    from scripts.engines import local as local_engine
 
     kinds = sorted(KINDS)
     rows = {"image": [{"bytes": KINDS[k](i, (90, 70)), "path": f"{i:02d}_{k}{extension(k)}"} for i, k in enumerate(kinds)],
@@ -270,7 +272,7 @@ def test_a_saved_dataset_is_embedded_from_its_arrow_bytes(tiny_clip, tmp_path: P
         finally:
             monkeypatch.setattr("builtins.open", real_open)
 
-    monkeypatch.setattr(build, "select_embed_stream", lambda enc: gpu_stream)
+    monkeypatch.setattr(local_engine, "select_embed_stream", lambda enc: gpu_stream)
     gpu = build.build_collection(str(source), tmp_path / "gpu", model=str(tiny_clip), device="cpu", progress=False)
     assert gpu.rows == cpu.rows and sorted(gpu.skipped) == sorted(cpu.skipped) and len(cpu.skipped) == 2
     assert not [f for f in opened if f.endswith(tuple(extension(k) for k in kinds))]
