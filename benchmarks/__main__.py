@@ -34,6 +34,10 @@ BENCHMARKS = [
     ("bench_preprocess", [], ["--images", "32"]),
     # After bench_verify, whose 200k collection it reuses; the 1M + 100k figures come from running it alone.
     ("bench_collections", ["--rows", "200000,10000"], ["--rows", "10000,10000", "--queries", "50"]),
+    # Smaller than the figures in BENCHMARKS.md 13 (100k rows + 1%, and 25k-200k images: about 20 min
+    # together on 2 cores), which come from running each alone.
+    ("bench_incremental", ["--rows", "20000", "--index-rows", "20000"], ["--rows", "2000", "--index-rows", "5000"]),
+    ("bench_build_memory", ["--sizes", "10000,20000,40000"], ["--sizes", "2000,4000"]),
 ]
 # Not in the list: bench_gpu needs a CUDA GPU (python -m benchmarks.bench_gpu on one);
 # bench_index_candidates builds eight 1M indexes on first run (~25 min; python -m benchmarks.bench_index_candidates).

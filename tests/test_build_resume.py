@@ -41,16 +41,14 @@ build_collection(sys.argv[1], __import__("pathlib").Path(sys.argv[2]), model=sys
 """
 
 
-def test_killed_build_resumes_without_redoing_done_shards(tmp_path: Path, sample_images, tiny_clip,
-                                                           collection_dir: Path):
-    """After SIGKILL past the first shard, a re-run embeds fewer images and matches a clean build."""
-    out = tmp_path / "coll"
+def kill_after_first_shard(source: Path, out: Path, tiny_clip: Path) -> None:
+    """Run the build of CHILD in a process and SIGKILL it once its first shard is on disk."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(sample_images[0]), str(out), str(tiny_clip)],
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(source), str(out), str(tiny_clip)],
                              env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 90
-        while not list(tmp_path.glob(".coll.build/shard_00000.npz")):
+        while not (out.parent / f".{out.name}.build" / "shard_00000.npz").exists():
             assert child.poll() is None, child.stderr.read().decode()[-2000:]
             assert time.monotonic() < deadline, "first shard never appeared"
             time.sleep(0.05)
@@ -58,6 +56,13 @@ def test_killed_build_resumes_without_redoing_done_shards(tmp_path: Path, sample
     finally:
         child.wait(timeout=30)
     assert child.returncode == -signal.SIGKILL
+
+
+def test_killed_build_resumes_without_redoing_done_shards(tmp_path: Path, sample_images, tiny_clip,
+                                                           collection_dir: Path):
+    """After SIGKILL past the first shard, a re-run embeds fewer images and matches a clean build."""
+    out = tmp_path / "coll"
+    kill_after_first_shard(sample_images[0], out, tiny_clip)
     assert not out.exists(), "a killed build must not leave a collection at OUT"
 
     summary = build_collection(str(sample_images[0]), out, model=str(tiny_clip), device="cpu",
@@ -82,19 +87,7 @@ def test_killed_incremental_build_resumes_and_keeps_the_old_collection(tmp_path:
     before_manifest = (out / layout.MANIFEST).read_bytes()
     before = vectors_by_name(out)
     added = add_images(src, 20)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(src), str(out), str(tiny_clip)],
-                             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 90
-        while not list(tmp_path.glob(".coll.build/shard_00000.npz")):
-            assert child.poll() is None, child.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "first shard never appeared"
-            time.sleep(0.05)
-        os.kill(child.pid, signal.SIGKILL)
-    finally:
-        child.wait(timeout=30)
-    assert child.returncode == -signal.SIGKILL
+    kill_after_first_shard(src, out, tiny_clip)
     assert (out / layout.MANIFEST).read_bytes() == before_manifest, "the old collection must stay in place"
 
     summary = build(src, out, tiny_clip, batch_size=4, shard_size=8)
