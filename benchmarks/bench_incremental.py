@@ -127,7 +127,7 @@ def index_step(rows: int) -> dict:
 
     from benchmarks.hard_data import generate
     from scripts.index_choice import choose_index
-    from scripts.indexing import _fit_int8_scale, _training_sample, all_threads, build_index
+    from scripts.indexing import _fit_int8_scale, _train_many_lists, _training_sample, all_threads, build_index
 
     header(f"index step: {rows:,} rows of 512-d (hard data) +1%, the build's index and tuning")
     data = generate(rows + rows // 100, queries=64, seed=3)
@@ -140,6 +140,7 @@ def index_step(rows: int) -> dict:
     with all_threads():
         trained = faiss.index_factory(vectors.shape[1], spec, faiss.METRIC_INNER_PRODUCT)
         _fit_int8_scale(trained, vectors, spec, 0)
+        _train_many_lists(trained, vectors, 0)
         if not trained.is_trained:
             trained.train(_training_sample(trained, vectors, 0))
     train_s = time.perf_counter() - started
