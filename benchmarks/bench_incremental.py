@@ -127,7 +127,13 @@ def index_step(rows: int) -> dict:
 
     from benchmarks.hard_data import generate
     from scripts.index_choice import choose_index
-    from scripts.indexing import _fit_int8_scale, _train_many_lists, _training_sample, all_threads, build_index
+    from scripts.indexing import (
+        _fit_int8_scale,
+        _train_many_lists,
+        _training_sample,
+        all_threads,
+        build_index,
+    )
 
     header(f"index step: {rows:,} rows of 512-d (hard data) +1%, the build's index and tuning")
     data = generate(rows + rows // 100, queries=64, seed=3)
