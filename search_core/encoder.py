@@ -181,7 +181,10 @@ class Encoder:
 
     @property
     def dim(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension() or len(self.encode_text(["x"])[0]))
+        # sentence-transformers 6 renamed the method and warns on every call of the old name
+        # (a FutureWarning in the build's output); older releases only have the old one.
+        dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        return int(dimension() or len(self.encode_text(["x"])[0]))
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """float32 [n, dim], unit length."""
