@@ -1,4 +1,9 @@
-"""The report's overview: what the collection is, how it was built, and what it left out."""
+"""The report's overview: what the collection is, how it was built, and what it left out.
+
+Every build fact comes from the typed manifest that `Collection.open` validated; a fact a build
+did not yet record (text recall, near-duplicate groups, the weak-match scale) is None, which the
+page shows as "not recorded".
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from review import signals
 from search_core import layout
+from search_core.collapse import DuplicateGroups
 from search_core.collection import Collection
+from search_core.layout import MatchScale
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +60,15 @@ class YearHistogram:
 
 
 @dataclass(frozen=True)
+class DuplicateGroup:
+    """A near-duplicate group as the overview shows it: its size and its first few rows."""
+
+    group: int
+    size: int                   # rows of the group, hidden rows left out
+    rows: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class Overview:
     name: str
     rows: int
@@ -72,27 +87,58 @@ class Overview:
     hidden_listed: int                  # names in the takedown list
     hidden_rows: int                    # rows of this collection they hide
     years: YearHistogram | None
-    duplicate_groups: list[signals.DuplicateGroup] | None
+    duplicate_groups: list[DuplicateGroup] | None   # None: built before grouping existed
     duplicate_threshold: float | None
-    weak_match: signals.WeakMatchScale | None
+    match_scale: MatchScale | None                  # None: the build measured no weak-match scale
+
+    @property
+    def match_percentiles(self) -> tuple[tuple[str, float], ...]:
+        """("p5", best score), ... in ascending percentile, for the weak-match table."""
+        if self.match_scale is None:
+            return ()
+        table = sorted(self.match_scale.percentiles.items(), key=lambda kv: int(kv[0]))
+        return tuple((f"p{percentile}", score) for percentile, score in table)
 
 
 def build_overview(collection: Collection, *, exact_index: bool, hidden_listed: int,
                    hidden_rows: np.ndarray, groups_shown: int, group_members: int,
                    text_model: str | None = None) -> Overview:
     manifest = collection.manifest
-    raw = signals.raw_manifest(collection)
     return Overview(
         name=collection.path.resolve().name, rows=manifest.rows, model=manifest.model,
         precision=manifest.precision, text_model=text_model, index_spec=manifest.index.spec, index_params=dict(manifest.index.params),
-        exact_index=exact_index, image_recall=manifest.index.recall_at_10, text_recall=signals.text_recall(raw),
-        built_at=manifest.built_at, source=manifest.source, storage=signals.storage(raw),
+        exact_index=exact_index, image_recall=manifest.index.recall_at_10, text_recall=manifest.index.text_recall_at_10,
+        built_at=manifest.built_at, source=manifest.source, storage=manifest.storage,
         skipped=read_skipped(collection.path / layout.SKIPPED), hidden_listed=hidden_listed,
         hidden_rows=int(hidden_rows.size), years=year_histogram(collection.years, collection.rows),
-        duplicate_groups=signals.near_duplicate_groups(collection, limit=groups_shown, members=group_members,
-                                                       exclude_rows=hidden_rows),
-        duplicate_threshold=signals.duplicate_threshold(raw), weak_match=signals.weak_match_scale(raw),
+        duplicate_groups=biggest_groups(collection.groups, limit=groups_shown, members=group_members,
+                                        exclude_rows=hidden_rows),
+        duplicate_threshold=manifest.duplicates.threshold if manifest.duplicates is not None else None,
+        match_scale=manifest.match_scale,
     )
+
+
+def biggest_groups(groups: DuplicateGroups | None, *, limit: int, members: int,
+                   exclude_rows: np.ndarray) -> list[DuplicateGroup] | None:
+    """The `limit` biggest groups of two or more rows not in `exclude_rows`, biggest first (ties:
+    lowest group id), with their first `members` rows; None for a collection without groups.
+
+    Reads the groups' cached sizes and members: 0.04-0.08 s at 1M rows with 100k grouped (2 cores).
+    """
+    if groups is None:
+        return None
+    sizes = groups.sizes.astype(np.int64)      # a copy: the hidden rows come off it
+    hidden = np.unique(np.asarray(exclude_rows, dtype=np.int64))
+    if hidden.size:
+        np.subtract.at(sizes, np.asarray(groups.group_of[hidden], dtype=np.int64), 1)
+    candidates = np.flatnonzero(sizes >= 2)
+    chosen = candidates[np.argsort(-sizes[candidates], kind="stable")][:limit]
+    out = []
+    for group in chosen.tolist():
+        rows = groups.members(group)
+        rows = rows[~np.isin(rows, hidden)] if hidden.size else rows
+        out.append(DuplicateGroup(group=group, size=int(sizes[group]), rows=tuple(rows[:members].tolist())))
+    return out
 
 
 def read_skipped(path: Path) -> SkippedFiles:

@@ -2,7 +2,8 @@
 
 The prompts are encoded in one call (sentence-transformers batches them: 100 prompts cost about
 as much as a few single queries) and searched with the vectors, exactly as the bot searches,
-hidden rows left out inside the search.
+hidden rows left out inside the search. Each is searched as a text query, so the weak-match mark
+is search's own judgment (SearchPage.weak_match), the one the bot shows.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from review import signals
 from review.prompts import Probe
 from search_core.moderation import ModerationPolicy
 from search_core.search import Hit, SearchService
@@ -49,7 +49,7 @@ class ProbeResult:
     hits: tuple[Hit, ...]
     flags: tuple[ImageFlag, ...] | None   # per hit; None without a concept list
     verdict: Verdict
-    weak: bool | None                   # None when the collection records no weak-match scale
+    weak: bool | None                   # search's mark; None without a weak-match scale (or hits)
 
     @property
     def best_score(self) -> float | None:
@@ -60,8 +60,8 @@ class ProbeResult:
         return sum(f.flagged for f in self.flags or ())
 
 
-def run_probes(service: SearchService, probes: Sequence[Probe], *, k: int, policy: ModerationPolicy | None,
-               weak_scale: signals.WeakMatchScale | None) -> list[ProbeResult]:
+def run_probes(service: SearchService, probes: Sequence[Probe], *, k: int,
+               policy: ModerationPolicy | None) -> list[ProbeResult]:
     """Every prompt's top k, moderation verdict, flagged hits and weak-match mark, in prompt order."""
     if not probes:
         return []
@@ -69,14 +69,14 @@ def run_probes(service: SearchService, probes: Sequence[Probe], *, k: int, polic
     anchors = unique_anchors([p.text for p in probes])
     results = []
     for probe, vector, anchor in zip(probes, vectors, anchors):
-        hits = tuple(service.search_vector(vector, k=k).hits)
+        page = service.search_vector(vector, k=k, text_query=True)
+        hits = tuple(page.hits)
         flags = None
         if policy is not None and policy.has_concepts and hits:
             rows = [h.row for h in hits]
             flags = flag_images(policy, np.asarray(service.collection.embeddings[rows]))
-        weak = weak_scale.is_weak(hits[0].score if hits else None) if weak_scale is not None else None
         results.append(ProbeResult(probe=probe, anchor=anchor, hits=hits, flags=flags,
-                                   verdict=moderate(policy, probe.text, vector), weak=weak))
+                                   verdict=moderate(policy, probe.text, vector), weak=page.weak_match))
     return results
 
 

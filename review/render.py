@@ -17,7 +17,7 @@ from review.overview import YearHistogram
 from review.pictures import Picture
 from review.probing import ImageFlag, ProbeResult
 from review.prompts import ProbeSet
-from review.signals import group_size
+from search_core.search import Hit
 
 TEMPLATE = "report.html.j2"
 HISTOGRAM_SIZE = (640, 160)     # viewBox of the year histogram; it scales to the page width
@@ -114,9 +114,9 @@ class HistogramView:
     baseline: float
 
 
-def tile_for_hit(hit: Any, picture: Picture, flag: ImageFlag | None = None) -> Tile:
+def tile_for_hit(hit: Hit, picture: Picture, flag: ImageFlag | None = None) -> Tile:
     return Tile(picture=picture, title=_title(hit.title), year=hit.year, file_name=hit.file_name,
-                rank=hit.rank, score=hit.score, flag=flag, group_size=group_size(hit))
+                rank=hit.rank, score=hit.score, flag=flag, group_size=hit.group_size)
 
 
 def tile_for_row(meta: dict[str, Any], picture: Picture) -> Tile:

@@ -109,7 +109,7 @@ def build_report(service: SearchService, probes: ProbeSet, out: Path, *, k: int 
     seconds["overview"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    results = run_probes(service, probes.probes, k=k, policy=policy, weak_scale=overview.weak_match)
+    results = run_probes(service, probes.probes, k=k, policy=policy)
     seconds["probes"] = time.perf_counter() - t
     say(f"ran {len(results)} prompts (top {k}) in {seconds['probes']:.1f} s")
 
@@ -147,7 +147,7 @@ def _page(overview, results: list[ProbeResult], probes: ProbeSet, pictures, grou
     weak = [r.weak for r in results if r.weak is not None]
     flagged = [r.flagged for r in results if r.flags is not None]
     totals = {"prompts": len(results), "refused": sum(not r.verdict.allowed for r in results),
-              "weak": sum(weak) if overview.weak_match is not None else None,
+              "weak": sum(weak) if overview.match_scale is not None else None,
               "flagged": sum(flagged) if flagged else None}
     return render.render_page(
         overview=overview, histogram=render.histogram_view(overview.years), groups=groups, moderation=moderation,

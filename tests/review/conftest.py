@@ -1,12 +1,15 @@
 """A collection with everything the report can show, and one report of it written once.
 
 The collection is built by `imagesearch build` with the tiny CLIP from the sample images plus two
-broken files (so skipped.jsonl has entries). It then gains near-duplicate groups (groups.npy, as
-a grouping build writes it) and one unreadable stored image, as a damaged copy would have.
+broken files (so skipped.jsonl has entries). It then gets one unreadable stored image (as a
+damaged copy would have), chosen near-duplicate groups and a chosen weak-match scale, written as a
+build writes them: groups.npy, the manifest's `duplicates` and `match_scale`, and checksums that
+match, so `imagesearch verify` passes on it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +20,18 @@ import pytest
 from datasets import Dataset
 from datasets import Image as ImageFeature
 
-from review import signals
+from search_core import layout
 from search_core.collection import Collection
+from search_core.integrity import file_checksums
 from tests.fixtures.synthetic_collection import rewrite_dataset
 
 GROUPS = ((0, 1, 2, 3, 5), (10, 11))            # rows of each near-duplicate group
 UNREADABLE_ROW = 5
 HIDDEN_ROW = 20
+DUPLICATE_THRESHOLD = 0.95
 WEAK_THRESHOLD = 0.2
+MATCH_SCALE = layout.MatchScale(probes=295, percentiles={"5": 0.15, "10": WEAK_THRESHOLD, "50": 0.3},
+                                weak_percentile=10, weak_below=WEAK_THRESHOLD)
 SECRET_TERM = "zzqqxxterm"                      # in the blocklist; must never reach the page
 SECRET_CONCEPT = "qqconceptmarkerqq"            # in the concepts file; must never reach the page
 OWN_PROMPTS = "[Curator's own]\nlocal: the town hall -- our own building\nships: a sailing ship at sea\n"
@@ -41,12 +48,19 @@ def _break_one_image(ds: Dataset) -> Dataset:
     return ds.map(corrupt, with_indices=True).cast_column("image", ImageFeature())
 
 
-def write_groups(collection: Path, rows: int) -> None:
-    """groups.npy as a grouping build writes it: each row's group is its smallest row."""
-    group_of = np.arange(rows, dtype=np.int32)
+def record_groups_and_scale(collection: Path) -> None:
+    """GROUPS and MATCH_SCALE written as a build writes them: groups.npy (each row's group is its
+    smallest row), the manifest's `duplicates` and `match_scale`, and every checksum recomputed."""
+    manifest = layout.Manifest.read(collection)
+    group_of = np.arange(manifest.rows, dtype=np.int32)
     for members in GROUPS:
         group_of[list(members)] = min(members)
-    np.save(collection / signals.GROUPS_FILE, group_of)
+    np.save(collection / layout.GROUPS, group_of)
+    sizes = np.bincount(group_of, minlength=manifest.rows)
+    duplicates = layout.DuplicateInfo(threshold=DUPLICATE_THRESHOLD, groups=int(np.count_nonzero(sizes)),
+                                      grouped_rows=int(sizes[sizes > 1].sum()), largest=int(sizes.max()))
+    dataclasses.replace(manifest, duplicates=duplicates, match_scale=MATCH_SCALE,
+                        checksums=file_checksums(collection)).write(collection)
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +75,7 @@ def review_collection(tmp_path_factory: pytest.TempPathFactory, tiny_clip: Path,
     out = tmp_path_factory.mktemp("review_collections") / "embellishments"
     build_collection(str(source), out, model=str(tiny_clip), device="cpu")
     rewrite_dataset(out, _break_one_image)
-    write_groups(out, Collection.open(out).rows)
+    record_groups_and_scale(out)
     return out
 
 
@@ -76,7 +90,7 @@ class WrittenReport:
 
 @pytest.fixture(scope="session")
 def written_report(tmp_path_factory: pytest.TempPathFactory, review_collection: Path) -> WrittenReport:
-    """The default prompts plus the curator's own, moderation on, one row hidden, a weak-match scale."""
+    """The default prompts plus the curator's own, moderation on, one row hidden."""
     from review.report import ReviewOptions, write_review
 
     inputs = tmp_path_factory.mktemp("review_inputs")
@@ -86,18 +100,9 @@ def written_report(tmp_path_factory: pytest.TempPathFactory, review_collection: 
     (inputs / "concepts.txt").write_text(f"executions: a hanging\nviolence: {SECRET_CONCEPT}\n", encoding="utf-8")
     (inputs / "mine.txt").write_text(OWN_PROMPTS, encoding="utf-8")
     out = tmp_path_factory.mktemp("review_out") / "report"
-    original = signals.raw_manifest
-
-    def with_weak_scale(collection: Any) -> dict:
-        return {**original(collection), "duplicates": {"threshold": 0.95, "groups": 19, "grouped_rows": 7, "largest": 5},
-                "match_scale": {"probes": 295, "percentiles": {"5": 0.15, "10": WEAK_THRESHOLD, "50": 0.3},
-                                "weak_percentile": 10, "weak_below": WEAK_THRESHOLD}}
-
-    with pytest.MonkeyPatch.context() as patch:     # a manifest as a build with a weak-match scale writes it
-        patch.setattr(signals, "raw_manifest", with_weak_scale)
-        summary = write_review(ReviewOptions(
-            collection=review_collection, out=out, prompts=f"+{inputs / 'mine.txt'}",
-            blocklist=inputs / "blocklist.txt", concepts=inputs / "concepts.txt", hidden=inputs / "hidden.txt"),
-            progress=lambda _: None, env={"IMAGESEARCH_IMAGE_CONCEPT_THRESHOLD": "0.1"})
+    summary = write_review(ReviewOptions(
+        collection=review_collection, out=out, prompts=f"+{inputs / 'mine.txt'}",
+        blocklist=inputs / "blocklist.txt", concepts=inputs / "concepts.txt", hidden=inputs / "hidden.txt"),
+        progress=lambda _: None, env={"IMAGESEARCH_IMAGE_CONCEPT_THRESHOLD": "0.1"})
     return WrittenReport(index=summary.index_html, collection=review_collection, hidden_file=hidden_file,
                          blocklist=inputs / "blocklist.txt", concepts=inputs / "concepts.txt")

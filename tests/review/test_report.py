@@ -85,6 +85,18 @@ def test_each_prompt_shows_what_the_bot_would_return(page: Node, service: Search
         assert HIDDEN_ROW not in tile_rows(article)
 
 
+def test_each_tile_says_how_many_near_identical_images_its_hit_stands_for(
+        page: Node, batch_hits: dict[str, list]) -> None:
+    """The caption is the hit's own group_size from the collapsed search (1: no caption)."""
+    collapsed_seen = False
+    for text, article in articles(page).items():
+        for tile, hit in zip(article.find_all("li", "tile"), batch_hits[text]):
+            dups = [p.text for p in tile.find_all("p", "dups")]
+            assert dups == ([f"and {hit.group_size - 1} near-identical"] if hit.group_size > 1 else []), text
+            collapsed_seen |= hit.group_size > 1
+    assert collapsed_seen
+
+
 def test_years_of_the_hits_are_listed(page: Node, service: SearchService) -> None:
     article = articles(page)["a sailing ship at sea"]
     years = sorted({h.year for h in service.search("a sailing ship at sea", k=K).hits})
@@ -135,17 +147,38 @@ def test_hits_flagged_as_images_are_exactly_those_the_concept_filter_would_flag(
     assert flagged_any
 
 
-def test_weak_match_badge_follows_the_recorded_scale(page: Node, batch_hits: dict[str, list]) -> None:
+def test_weak_match_badge_is_what_search_marks(page: Node, service: SearchService,
+                                               batch_hits: dict[str, list]) -> None:
+    """The badge is search's own text-query judgment (as the bot shows it), against the manifest's scale;
+    the overview shows that scale: its cut, the cut's percentile, the probes and the percentile table."""
+    texts = list(articles(page))
+    marks = {t: service.search_vector(v, k=K, text_query=True).weak_match
+             for t, v in zip(texts, service.encoder.encode_text(texts))}
     weak_seen = strong_seen = False
     for text, article in articles(page).items():
         is_weak = any(b.text == "weak match" for b in article.find_all("span", "weak"))
-        assert is_weak == (batch_hits[text][0].score < WEAK_THRESHOLD), text
+        assert is_weak == marks[text] == (batch_hits[text][0].score < WEAK_THRESHOLD), text
+        assert any(b.text == "not weak" for b in article.find_all("span", "ok")) == (not is_weak), text
         weak_seen |= is_weak
         strong_seen |= not is_weak
     assert weak_seen and strong_seen
     overview = page.find_id("overview").text
     assert f"{WEAK_THRESHOLD:.3f} (the 10th percentile below)" in overview and "p50" in overview
     assert "295 probe prompts" in overview
+    table = [c.text for c in page.find_id("overview").find_all("table", "quantiles")[0].find_all("td")]
+    assert table == ["p5", "p10", "p50", "0.150", f"{WEAK_THRESHOLD:.3f}", "0.300"]
+    weak_total = sum(marks.values())
+    assert f"{weak_total} weak matches" in page.text
+
+
+def test_the_collection_is_as_a_build_writes_it(written_report: WrittenReport) -> None:
+    """The fixture's groups and weak-match scale live in the manifest with matching checksums."""
+    from search_core.integrity import verify_collection
+
+    report = verify_collection(written_report.collection)
+    assert report.problems == []
+    collection = Collection.open(written_report.collection)
+    assert collection.groups is not None and collection.manifest.match_scale.weak_below == WEAK_THRESHOLD
 
 
 def test_every_image_has_alt_text_naming_title_year_and_file(page: Node, written_report: WrittenReport) -> None:
