@@ -55,6 +55,12 @@ class Stage:
         if self._bar is not None:
             self._bar.update(n)
 
+    def set_note(self, note: str) -> None:
+        """Change the note; a live bar shows it at its next redraw (the final line always has it)."""
+        self.note = note
+        if self._bar is not None:
+            self._bar.set_postfix_str(note, refresh=False)
+
     def _tick(self) -> None:
         while not self._stop.wait(TICK_SECONDS):
             self._bar.refresh()
