@@ -222,6 +222,7 @@ def _keyed_parquet(table: Any, column: str, name_column: str | None, todo: np.nd
 
 def _webdataset(source: str, fs: Any, shards: list[str]) -> RaySource:
     src = _load_with_datasets("webdataset", source, shards)
+    src = Source(dataset=_promote_json(src.dataset), image_column=src.image_column, description=source)
     table = src.dataset.with_format("arrow")
     urls = [_fs_path(u) for u in table["__url__"].to_pylist()]
     keys = _unique_keys(source, urls, table["__key__"].to_pylist())
@@ -242,6 +243,25 @@ def _keyed_samples(batch: dict[str, np.ndarray], suffix: str, todo: np.ndarray) 
     data = list(batch[suffix]) if suffix in batch else [None] * len(keys)
     keep = np.isin(keys, todo)
     return _rows(keys[keep], _objects(data)[keep], _objects([f"{k}.{suffix}" for k in batch["__key__"]])[keep])
+
+
+def _promote_json(dataset: Any) -> Any:
+    """A sample's ``.json`` fields named like our metadata (year, title, book_id, ...) as columns of
+    their own, where the local engine's metadata reader finds them (img2dataset writes such files)."""
+    import datasets
+    import pyarrow.compute as pc
+
+    from scripts.metadata import ImageMetadata
+
+    feature = dataset.features.get("json")
+    if not isinstance(feature, dict):
+        return dataset
+    wanted = [f for f in feature if f in ImageMetadata.__dataclass_fields__ and f not in dataset.column_names]
+    column = dataset.with_format("arrow")["json"] if wanted else None
+    for name in wanted:
+        kind = feature[name] if isinstance(feature[name], datasets.Value) else None
+        dataset = dataset.add_column(name, pc.struct_field(column, name).to_pylist(), feature=kind)
+    return dataset
 
 
 def _load_with_datasets(builder: str, source: str, shards: list[str]) -> Source:

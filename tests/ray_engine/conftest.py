@@ -16,7 +16,14 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import datasets
+import numpy as np
 import pytest
+
+from scripts.build import build_collection
+from search_core import layout
+from tests.fixtures.images import make_imagefolder
+from tests.test_build import BAD_FILES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,3 +57,22 @@ def ray_session() -> Iterator[None]:
     finally:
         ray.shutdown()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="package")
+def mixed_folder(tmp_path_factory) -> Path:
+    """The local build's sample (24 BL-named images in year folders) with its bad files among them."""
+    root = tmp_path_factory.mktemp("mixed")
+    make_imagefolder(root, n=24)
+    for name, data in BAD_FILES.items():
+        (root / "1870" / name).write_bytes(data)
+    return root
+
+
+@pytest.fixture(scope="package")
+def local(mixed_folder: Path, tiny_clip: Path, tmp_path_factory) -> dict:
+    """The local engine's collection: vectors by file name, and its skipped list."""
+    out = tmp_path_factory.mktemp("local") / "coll"
+    summary = build_collection(str(mixed_folder), out, model=str(tiny_clip), device="cpu", progress=False)
+    names = datasets.load_from_disk(str(out / layout.DATASET_DIR))["file_name"][:]
+    return {"vectors": dict(zip(names, np.load(out / layout.EMBEDDINGS))), "skipped": sorted(summary.skipped)}

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import datasets
 import numpy as np
 import pytest
 
-from scripts.build import build_collection
 from scripts.metadata import dataset_metadata
 from scripts.ray_engine.decoding import Cropper
 from scripts.ray_engine.embed import embed_shards
@@ -17,32 +15,11 @@ from scripts.ray_engine.parts import PartsFolder
 from scripts.ray_engine.pipeline import resolve_worker_precision
 from scripts.ray_engine.plan import plan_workers
 from scripts.ray_engine.reading import open_ray_source
-from search_core import layout
 from search_core.encoder import Encoder
-from tests.fixtures.images import make_imagefolder
 from tests.ray_engine.faults import dying_embedder
 from tests.test_build import BAD_FILES
 
 SHARD = 8
-
-
-@pytest.fixture(scope="module")
-def mixed_folder(tmp_path_factory) -> Path:
-    """The local build's sample (24 BL-named images in year folders) with its bad files among them."""
-    root = tmp_path_factory.mktemp("mixed")
-    make_imagefolder(root, n=24)
-    for name, data in BAD_FILES.items():
-        (root / "1870" / name).write_bytes(data)
-    return root
-
-
-@pytest.fixture(scope="module")
-def local(mixed_folder: Path, tiny_clip: Path, tmp_path_factory) -> dict:
-    """The local engine's collection: vectors by file name, and its skipped list."""
-    out = tmp_path_factory.mktemp("local") / "coll"
-    summary = build_collection(str(mixed_folder), out, model=str(tiny_clip), device="cpu", progress=False)
-    names = datasets.load_from_disk(str(out / layout.DATASET_DIR))["file_name"][:]
-    return {"vectors": dict(zip(names, np.load(out / layout.EMBEDDINGS))), "skipped": sorted(summary.skipped)}
 
 
 class Shards(dict):
@@ -54,7 +31,7 @@ class Shards(dict):
         return write
 
 
-def embed(folder: Path, tiny_clip: Path, work: Path, shards: Shards, *, workers=1, embedder=None, todo=None):
+def embed(folder: Path | str, tiny_clip: Path, work: Path, shards: Shards, *, workers=1, embedder=None, todo=None):
     source = open_ray_source(str(folder))
     rows = np.arange(len(source.keys))
     encoder = Encoder.load(str(tiny_clip), device="cpu", precision="auto")
