@@ -41,7 +41,8 @@ $(VENV)/.installed: pyproject.toml
 	    fi; \
 	    $(PY) -m pip install --quiet torch==$(TORCH_VERSION); \
 	fi
-	$(PY) -m pip install --quiet -e '.[dev]'
+	@# The ray extra too: `imagesearch build --engine ray` is tested on a local Ray (tests/ray_engine).
+	$(PY) -m pip install --quiet -e '.[dev,ray]'
 	touch $@
 
 install: $(VENV)/.installed
