@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from scripts.ray_engine.decoding import FINISH
+from scripts.ray_engine.decoding import FINISH, device_finish
 from scripts.ray_engine.parts import Part, PartsFolder
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ class Embedder:
         self.parts.check_writable()
         self.encoder = Encoder.load(model, device=device, precision=precision)
         self.module = self.encoder.model[0]
+        self.on_device = device_finish(self.encoder) if device.startswith("cuda") else None
         self.batch_size = batch_size
         self.worker_id = _actor_id()
 
@@ -49,9 +50,12 @@ class Embedder:
         return {"part": np.array([path]), "rows": np.array([len(keys)]), "worker": np.array([self.worker_id])}
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
-        """float32 [n, dim], unit length, from uint8 crops: the processor's rescale and normalise,
-        then the model (Encoder.embed_preprocessed, as the local engine)."""
-        features = self.module.preprocess(list(crops), processing_kwargs=FINISH)
+        """float32 [n, dim], unit length, from uint8 crops: rescaled and normalised (on the GPU, else
+        by the processor itself), then the model (Encoder.embed_preprocessed, as the local engine)."""
+        if self.on_device is not None:
+            features = self.on_device(crops)
+        else:
+            features = self.module.preprocess(list(crops), processing_kwargs=FINISH)
         return self.encoder.embed_preprocessed(features)
 
     def __repr__(self) -> str:      # Ray names the actor's log lines with it

@@ -76,3 +76,19 @@ def test_a_path_is_read_when_there_are_no_bytes(encoder: Encoder, tmp_path: Path
     by_path = decode_batch(batch([(None, str(tmp_path / "a.jpg"))]), cropper)
     by_bytes = decode_batch(batch([(jpeg(5, (60, 45)), None)]), cropper)
     assert np.array_equal(by_path["pixels"], by_bytes["pixels"]) and by_path["reason"][0] == ""
+
+
+def test_the_gpu_finish_matches_the_processors(encoder: Encoder):
+    """The tensor rescale-and-normalise a GPU worker runs (here on the CPU) gives the processor's
+    pixels to float rounding, and the same vectors."""
+    from scripts.ray_engine.decoding import device_finish
+
+    crops = decode_batch(batch([(jpeg(i, (90 + 7 * i, 70)), None) for i in range(4)]),
+                         Cropper.from_encoder(encoder))["pixels"]
+    finish = device_finish(encoder)
+    assert finish is not None
+    ours = finish(crops)
+    reference = encoder.model[0].preprocess(list(crops), processing_kwargs=FINISH)
+    assert torch.allclose(ours["pixel_values"], reference["pixel_values"], atol=1e-5)
+    cosines = (encoder.embed_preprocessed(ours) * encoder.embed_preprocessed(reference)).sum(axis=1)
+    assert cosines.min() >= 0.99999
