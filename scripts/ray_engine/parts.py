@@ -29,7 +29,6 @@ from search_core.errors import BuildError
 log = logging.getLogger(__name__)
 
 STATE = "state.json"
-PARTS = "parts"
 
 
 @dataclass(frozen=True)
@@ -67,11 +66,11 @@ class PartsFolder:
             same = False
         if same:
             return True
-        if self.fs.exists(f"{self.root}/{PARTS}"):
+        if self.fs.exists(self.root):
             log.info("discarding the parts in %s: another source, model or precision wrote them", self.url)
-            self.fs.rm(f"{self.root}/{PARTS}", recursive=True)
+            self.fs.rm(self.root, recursive=True)
         try:
-            self.fs.makedirs(f"{self.root}/{PARTS}", exist_ok=True)
+            self.fs.makedirs(self.root, exist_ok=True)
             self._put(state, json.dumps({"key": key}).encode())
         except OSError as exc:
             raise BuildError(f"Cannot write to the work folder {self.url}: {exc.strerror or exc}. "
@@ -80,10 +79,9 @@ class PartsFolder:
 
     def paths(self) -> list[str]:
         """Finished parts (one being written has a temporary name and is not listed)."""
-        folder = f"{self.root}/{PARTS}"
-        if not self.fs.exists(folder):
+        if not self.fs.exists(self.root):
             return []
-        return sorted(p for p in self.fs.ls(folder, detail=False)
+        return sorted(p for p in self.fs.ls(self.root, detail=False)
                       if p.rsplit("/", 1)[-1].startswith("part-") and p.endswith(".npz"))
 
     def read(self, path: str, *, vectors: bool = True) -> Part:
@@ -109,7 +107,7 @@ class PartsFolder:
     def check_writable(self) -> None:
         """Each worker calls this as it starts: one that cannot write its parts fails there (Ray Data
         does not retry a failed start) rather than retrying every batch."""
-        probe = f"{self.root}/{PARTS}/.probe-{uuid.uuid4().hex}"
+        probe = f"{self.root}/.probe-{uuid.uuid4().hex}"
         try:
             self._put(probe, b"")
             self.fs.rm(probe)
@@ -124,7 +122,7 @@ class PartsFolder:
         buffer = io.BytesIO()
         np.savez(buffer, keys=keys, vectors=np.asarray(part.vectors, dtype=np.float32), skipped_keys=skipped,
                  skipped_reasons=np.array(list(part.skipped_reasons), dtype=np.str_))
-        path = f"{self.root}/{PARTS}/part-{digest}.npz"
+        path = f"{self.root}/part-{digest}.npz"
         self._put(path, buffer.getvalue())
         return path
 

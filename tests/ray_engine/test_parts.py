@@ -52,7 +52,7 @@ def test_temporary_files_are_not_parts(tmp_path: Path):
     """A worker killed while writing leaves a temporary file, which is never read as a part."""
     folder = PartsFolder(str(tmp_path))
     folder.claim("k")
-    (tmp_path / "parts" / "part-abc.npz.tmp-1234").write_bytes(b"half")
+    (tmp_path / "part-abc.npz.tmp-1234").write_bytes(b"half")
     assert folder.paths() == []
 
 
