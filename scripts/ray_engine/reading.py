@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from scripts.sources import Source, open_source, source_signature
+from scripts.sources import Source, open_source
 from search_core.errors import BuildError
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,6 @@ class RaySource:
 
     source: Source                               # the driver's rows (scripts.sources.Source)
     keys: np.ndarray                             # uint64 source key of each source row
-    signature: str                               # changes when the source's images change
     read: Callable[[np.ndarray], Any]            # sorted uint64 keys -> ray.data.Dataset of those rows
     kind: str                                    # for messages: "image folder", "parquet shards", ...
     missing_reason: str = "file not found"       # listed for a row the readers no longer find
@@ -94,8 +93,7 @@ def _local(source: str) -> RaySource:
             _read_rows, fn_kwargs={"images": images, "column": src.image_column, "todo": todo},
             batch_size=None)
 
-    return RaySource(source=src, keys=keys, signature=source_signature(src.dataset, src.image_column),
-                     read=read, kind="local")
+    return RaySource(source=src, keys=keys, read=read, kind="local")
 
 
 def _read_rows(batch: dict[str, np.ndarray], images: Any, column: str, todo: np.ndarray) -> dict[str, np.ndarray]:
@@ -158,8 +156,6 @@ def _image_files(source: str, fs: Any, base: str, files: list[str]) -> RaySource
                                         names=["bytes", "path"])
     dataset = datasets.Dataset(pa.table({"image": column})).cast_column("image", datasets.Image(decode=False))
     keys = path_keys(images)
-    infos = fs.get_file_info(images)
-    signature = hashlib.sha256("\n".join(f"{i.path}|{i.size}|{i.mtime_ns}" for i in infos).encode()).hexdigest()
 
     def read(todo: np.ndarray) -> Any:
         import ray.data
@@ -169,7 +165,7 @@ def _image_files(source: str, fs: Any, base: str, files: list[str]) -> RaySource
                                           ignore_missing_paths=True).map_batches(_keyed_files, batch_size=None)
 
     return RaySource(source=Source(dataset=dataset, image_column="image", description=source), keys=keys,
-                     signature=signature, read=read, kind="image folder")
+                     read=read, kind="image folder")
 
 
 def _keyed_files(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -201,7 +197,7 @@ def _parquet(source: str, fs: Any, shards: list[str]) -> RaySource:
             _keyed_parquet, fn_kwargs={"column": column, "name_column": name_column, "todo": todo},
             batch_format="pyarrow", batch_size=None)
 
-    return RaySource(source=src, keys=keys, signature=_shards_signature(fs, shards), read=read,
+    return RaySource(source=src, keys=keys, read=read,
                      kind="parquet shards", missing_reason="not found in its shard")
 
 
@@ -234,7 +230,7 @@ def _webdataset(source: str, fs: Any, shards: list[str]) -> RaySource:
         return ray.data.read_webdataset(shards, filesystem=fs, decoder=None).map_batches(
             _keyed_samples, fn_kwargs={"suffix": suffix, "todo": todo}, batch_size=None)
 
-    return RaySource(source=src, keys=keys, signature=_shards_signature(fs, shards), read=read,
+    return RaySource(source=src, keys=keys, read=read,
                      kind="webdataset shards", missing_reason="not found in its shard")
 
 
@@ -307,11 +303,6 @@ def _unique_keys(source: str, shards: Sequence[str], names: Sequence[Any]) -> np
     if len(np.unique(keys)) != len(keys):
         raise BuildError(f"Source {source}: some rows of one shard share a name, so they cannot be told apart.")
     return keys
-
-
-def _shards_signature(fs: Any, shards: list[str]) -> str:
-    infos = fs.get_file_info(shards)
-    return hashlib.sha256("\n".join(f"{i.path}|{i.size}|{i.mtime_ns}" for i in infos).encode()).hexdigest()
 
 
 def _fs_path(url: str) -> str:
