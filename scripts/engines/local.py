@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from scripts.engines import EmbedJob, EmbedReport
+from scripts.engines import EmbedEngine, EmbedJob, EmbedReport
 from scripts.gpu import select_embed_stream
 from scripts.progress import stage
 from scripts.shards import missing_shards, open_work, shard_path, shard_slice, write_shard
@@ -25,7 +25,7 @@ from search_core.encoder import Encoder
 log = logging.getLogger(__name__)
 
 
-class LocalEngine:
+class LocalEngine(EmbedEngine):
     name = "local"
 
     def embed(self, job: EmbedJob, *, encoder: Encoder, live: bool) -> EmbedReport:

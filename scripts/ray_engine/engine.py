@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from scripts.ray_engine.cluster import Cluster, ray_cluster
+from scripts.engines import EmbedEngine, EmbedReport
+from scripts.ray_engine.cluster import Cluster, check_reachable, ray_cluster, require_ray
 from scripts.ray_engine.decoding import Cropper
 from scripts.ray_engine.embed import embed_shards
 from scripts.ray_engine.options import RayOptions
@@ -27,7 +28,7 @@ from scripts.ray_engine.reading import RaySource, open_ray_source
 from search_core.errors import BuildError
 
 if TYPE_CHECKING:
-    from scripts.engines import EmbedJob, EmbedReport
+    from scripts.engines import EmbedJob
     from scripts.sources import Source
     from search_core.encoder import Encoder
 
@@ -36,18 +37,25 @@ log = logging.getLogger(__name__)
 PARTS_FOLDER = "ray-parts"      # inside the build's work folder when --work-dir is not given
 
 
-class RayEngine:
+class RayEngine(EmbedEngine):
     name = "ray"
 
     def __init__(self, options: RayOptions | None = None) -> None:
+        """Fails here, before the build scans anything, without the extra or when the cluster at
+        --ray-address does not answer (one BuildError line each)."""
         self.options = options or RayOptions()
+        require_ray()
+        if self.options.address is not None:
+            check_reachable(self.options.address)
         self.cluster: Cluster | None = None
         self.plan: WorkerPlan | None = None
         self._sources: dict[int, RaySource] = {}
 
     @contextmanager
-    def session(self) -> Iterator[RayEngine]:
-        """Connected to Ray (a local instance started, or the cluster joined) for the build's duration."""
+    def session(self) -> Iterator[None]:
+        """Connected to Ray (a local instance started, or the cluster joined) while the build loads the
+        model and embeds; disconnected (a local instance stopped) before it indexes, which then has
+        the machine's cores and memory to itself."""
         with ray_cluster(self.options.address) as cluster:
             self.cluster = cluster
             o = self.options
@@ -57,7 +65,7 @@ class RayEngine:
                 log.warning("the Ray cluster fits %d of the %d workers asked for now", self.plan.workers_that_fit,
                             self.plan.workers)
             try:
-                yield self
+                yield
             finally:
                 self.cluster = self.plan = None
 
@@ -70,13 +78,17 @@ class RayEngine:
         self._sources[id(opened.source)] = opened
         return opened.source
 
-    def resolve(self, precision: str) -> tuple[str, str]:
+    def driver_precision(self, precision: str) -> str:
+        """The driver's model only encodes the build's probe prompts (text), on whatever device the
+        driver has: fp32 runs everywhere, whichever precision the workers use."""
+        return "fp32"
+
+    def resolve(self, encoder: Encoder, precision: str) -> tuple[str, str]:
         """(device, image precision) of the embeddings: the workers', decided where they run."""
         plan = self._require_plan()
         return plan.device, resolve_worker_precision(plan, precision)
 
     def embed(self, job: EmbedJob, *, encoder: Encoder, live: bool) -> EmbedReport:
-        from scripts.engines import EmbedReport
         from scripts.shards import missing_shards, open_work, shard_path, write_shard
 
         plan = self._require_plan()

@@ -33,7 +33,7 @@ def both(ray_session, mixed_folder: Path, tiny_clip: Path, tmp_path_factory) -> 
     with engine.session():
         src = engine.open_source(str(mixed_folder))
         rows = np.flatnonzero(np.arange(len(src.dataset)) % 3 != 0)
-        device, precision = engine.resolve("auto")
+        device, precision = engine.resolve(None, "auto")
         encoder = Encoder.load(str(tiny_clip), device="cpu", precision=precision)
         ray_job = job_for(src, rows, tmp_path_factory.mktemp("ray") / "work", tiny_clip, device, precision)
         report = engine.embed(ray_job, encoder=encoder, live=False)
@@ -67,4 +67,4 @@ def test_an_embeddings_column_build_is_not_for_ray(ray_session, mixed_folder):
 
 def test_used_outside_its_session_is_a_programming_error():
     with pytest.raises(RuntimeError, match="session"):
-        RayEngine().resolve("auto")
+        RayEngine().resolve(None, "auto")
