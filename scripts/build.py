@@ -52,7 +52,8 @@ from scripts.match_scale import match_scale, probe_vectors
 from scripts.metadata import metadata_table, year_order
 from scripts.precomputed import read_vectors
 from scripts.progress import live_bars, quiet_libraries, stage
-from scripts.sources import Source, check_referencable, open_source
+from scripts.ray_engine.options import RayOptions
+from scripts.sources import Source, check_referencable
 from scripts.writer import Contents, write_collection
 from search_core import layout
 from search_core.encoder import DEFAULT_MODEL, Encoder, resolve_device
@@ -110,7 +111,7 @@ def build_collection(source: str, out: Path, *, model: str = DEFAULT_MODEL, batc
                      push_to_hub: str | None = None, progress: bool = True, shard_size: int | None = None,
                      duplicate_threshold: float = DUPLICATE_THRESHOLD, embeddings_column: str | None = None,
                      encoder: Encoder | None = None, full: bool = False, images: str = layout.STORAGE_COPY,
-                     engine: str = "local") -> BuildSummary:
+                     engine: str = "local", ray: RayOptions | None = None) -> BuildSummary:
     """Build the collection at `out` from `source`, incrementally where a collection of the same model
     and precision is already there (unless `full`). Raises BuildError.
 
@@ -120,7 +121,8 @@ def build_collection(source: str, out: Path, *, model: str = DEFAULT_MODEL, batc
     as text queries are encoded with it. encoder: an already loaded model to use instead of loading
     `model` (the benchmarks' synthetic one, say); `model` is still the name recorded.
     images: "copy" (bytes inside) or "reference" (paths under the source folder, or URLs).
-    engine: who embeds (scripts/engines).
+    engine: who embeds (scripts/engines): "local", or "ray" with `ray` its options
+    (scripts/ray_engine/options.py).
     """
     started = time.perf_counter()
     live = live_bars(progress)
@@ -133,13 +135,13 @@ def build_collection(source: str, out: Path, *, model: str = DEFAULT_MODEL, batc
 
         check_pushable(images)
     duplicate_threshold = check_threshold(duplicate_threshold)
-    embed_engine = get_engine(engine)
+    embed_engine = get_engine(engine, ray=ray)
     out = Path(out).expanduser().absolute()
     _clean_leftovers(out)
     _check_out(out)
 
     with stage("scan", "image", live=live) as scan:
-        src = open_source(source, embeddings_column=embeddings_column)
+        src = embed_engine.open_source(source, embeddings_column=embeddings_column)
         if images == layout.STORAGE_REFERENCE:
             check_referencable(src)
         meta = metadata_table(src.dataset, src.image_column)
@@ -151,27 +153,33 @@ def build_collection(source: str, out: Path, *, model: str = DEFAULT_MODEL, batc
     old = None if full or embeddings_column is not None else _old_collection(out)
     if old is not None and precision == "auto":
         precision = old.manifest.precision     # an update embeds as the collection was embedded
-    # Encoder.load resolves 'auto' (fp16 on CUDA, the fastest checked path on a CPU); the
-    # manifest records what it chose.
-    encoder = encoder or _load_encoder(model, resolve_device(device), precision)
-    device, precision = encoder.device, encoder.precision
-    if old is not None:
-        _check_same_model(old, model, precision, encoder)
+    # The engine's session (a Ray connection) lasts from the model's loading to the end of the embed
+    # stage.
+    with embed_engine.session():
+        # Encoder.load resolves 'auto' (fp16 on CUDA, the fastest checked path on a CPU); the
+        # manifest records what it chose.
+        encoder = encoder or _load_encoder(model, resolve_device(device),
+                                           embed_engine.driver_precision(precision))
+        device, precision = embed_engine.resolve(encoder, precision)
+        if old is not None:
+            _check_same_model(old, model, precision, encoder)
 
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    work = _work_folder(out)
-    if embeddings_column is None:
-        todo = from_scratch(len(order)) if old is None else plan(identities, old.files, _digest_reader(src))
-        shard_size = shard_size or SHARD_ROWS
-        job = EmbedJob(source=src, rows=todo.embed, work=work, shard_size=shard_size, model=model,
-                       device=device, precision=precision,
-                       batch_size=batch_size or BATCH_SIZE["cuda" if device.startswith("cuda") else "cpu"],
-                       key=_job_key(src, identities, todo, model=model, precision=precision, shard_size=shard_size))
-        report = embed_engine.embed(job, encoder=encoder, live=live)
-        _check_any_embedded(job, todo, meta, source)
-    else:
-        todo, report = from_scratch(len(order)), EmbedReport(embedded=0, resumed=0, seconds=0.0)
-        precision = "source"
+        tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+        work = _work_folder(out)
+        if embeddings_column is None:
+            todo = (from_scratch(len(order)) if old is None
+                    else plan(identities, old.files, _digest_reader(src)))
+            shard_size = shard_size or SHARD_ROWS
+            job = EmbedJob(source=src, rows=todo.embed, work=work, shard_size=shard_size, model=model,
+                           device=device, precision=precision,
+                           batch_size=batch_size or BATCH_SIZE["cuda" if device.startswith("cuda") else "cpu"],
+                           key=_job_key(src, identities, todo, model=model, precision=precision,
+                                        shard_size=shard_size))
+            report = embed_engine.embed(job, encoder=encoder, live=live)
+            _check_any_embedded(job, todo, meta, source)
+        else:
+            todo, report = from_scratch(len(order)), EmbedReport(embedded=0, resumed=0, seconds=0.0)
+            precision = "source"
 
     if tmp.exists():
         shutil.rmtree(tmp)

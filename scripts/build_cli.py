@@ -11,8 +11,10 @@ import logging
 import sys
 from pathlib import Path
 
+from scripts.engines import ENGINES
 from scripts.grouping import DUPLICATE_THRESHOLD
 from scripts.index_choice import INDEX_NAMES
+from scripts.ray_engine.options import add_ray_arguments, ray_options
 from search_core import layout
 from search_core.encoder import DEFAULT_MODEL, quiet_model_loading
 from search_core.errors import ImageSearchError
@@ -65,7 +67,11 @@ def add_build_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     parser.add_argument("--duplicate-threshold", type=float, default=DUPLICATE_THRESHOLD, metavar="COSINE",
                         help="images at or above this cosine are grouped as near-identical, and search shows "
                              f"one per group (default {DUPLICATE_THRESHOLD}; 1 groups only identical images)")
+    parser.add_argument("--engine", default="local", choices=ENGINES,
+                        help="who embeds: local (this process, the default) or ray (a Ray cluster, or a local "
+                             "Ray; see the Ray engine's options below)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_ray_arguments(parser)
     parser.set_defaults(func=run_build)
     return parser
 
@@ -86,6 +92,7 @@ def run_build(args: argparse.Namespace) -> int:
             device=args.device, index=args.index, precision=args.precision, push_to_hub=args.push_to_hub,
             progress=args.progress, duplicate_threshold=args.duplicate_threshold,
             embeddings_column=args.embeddings_column, full=args.full, images=args.images,
+            engine=args.engine, ray=ray_options(args),
         )
     except ImageSearchError as exc:
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)

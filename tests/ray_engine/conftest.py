@@ -36,7 +36,8 @@ def ray_environment(folder: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="package")
-def ray_session() -> Iterator[None]:
+def ray_session() -> Iterator[Path]:
+    """Yields the folder of its files (ray_environment(folder) lets another process join it)."""
     ray = pytest.importorskip("ray", reason="the Ray extra is not installed (pip install '.[ray]')")
     folder = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
     env = ray_environment(folder)
@@ -53,7 +54,7 @@ def ray_session() -> Iterator[None]:
             else:
                 os.environ[key] = value
     try:
-        yield
+        yield folder
     finally:
         ray.shutdown()
         shutil.rmtree(folder, ignore_errors=True)
@@ -71,8 +72,8 @@ def mixed_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="package")
 def local(mixed_folder: Path, tiny_clip: Path, tmp_path_factory) -> dict:
-    """The local engine's collection: vectors by file name, and its skipped list."""
+    """The local engine's collection: its folder, vectors by file name, and its skipped list."""
     out = tmp_path_factory.mktemp("local") / "coll"
     summary = build_collection(str(mixed_folder), out, model=str(tiny_clip), device="cpu", progress=False)
     names = datasets.load_from_disk(str(out / layout.DATASET_DIR))["file_name"][:]
-    return {"vectors": dict(zip(names, np.load(out / layout.EMBEDDINGS))), "skipped": sorted(summary.skipped)}
+    return {"out": out, "vectors": dict(zip(names, np.load(out / layout.EMBEDDINGS))), "skipped": sorted(summary.skipped)}

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scripts.metadata import dataset_metadata
+from scripts.metadata import metadata_table
 from scripts.ray_engine.decoding import Cropper
 from scripts.ray_engine.embed import embed_shards
 from scripts.ray_engine.parts import PartsFolder
@@ -48,7 +48,7 @@ def embed(folder: Path | str, tiny_clip: Path, work: Path, shards: Shards, *, wo
 
 
 def by_name(source, shards: Shards) -> tuple[dict, list]:
-    names = [m.file_name for m in dataset_metadata(source.source.dataset, source.source.image_column)]
+    names = metadata_table(source.source.dataset, source.source.image_column).column("file_name").to_pylist()
     vectors, skipped = {}, []
     for rows, vecs, skips in shards.values():
         vectors.update({names[r]: v for r, v in zip(rows.tolist(), vecs)})

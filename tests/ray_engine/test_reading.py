@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from scripts.decode import UnusableImage, load_image
-from scripts.metadata import dataset_metadata
+from scripts.metadata import metadata_table
 from scripts.ray_engine.reading import open_ray_source, path_keys
 from search_core.encoder import Encoder
 from search_core.errors import BuildError
@@ -39,8 +39,8 @@ def local_reason(data: bytes) -> str:
 
 
 def metadata(source) -> list[tuple]:
-    return [(m.file_name, m.year, m.title, m.book_id) for m in
-            dataset_metadata(source.source.dataset, source.source.image_column)]
+    table = metadata_table(source.source.dataset, source.source.image_column)
+    return list(zip(*(table.column(c).to_pylist() for c in ("file_name", "year", "title", "book_id"))))
 
 
 # --- An image folder by URL --------------------------------------------------------------------
