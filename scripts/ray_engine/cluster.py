@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -73,17 +74,36 @@ def _connect(ray: ModuleType, address: str | None) -> None:
     # Ray's own chatter (the local instance's banner, the auth-token notice) is not ours to print;
     # worker output stays in Ray's session logs (RAY_TMPDIR, /tmp/ray by default).
     options = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
-    if address is None:
-        try:
-            ray.init(**options)
-        except Exception as exc:
-            raise BuildError(f"Could not start a local Ray instance: {_first_line(exc)}") from exc
-        return
-    check_reachable(address)
+    if address is not None:
+        check_reachable(address)
     try:
-        ray.init(address=address, **options)
+        with quiet_core_logs():
+            ray.init(address=address, **options)
     except Exception as exc:
-        raise BuildError(f"Could not join the Ray cluster at {address}: {_first_line(exc)}") from exc
+        where = "start a local Ray instance" if address is None else f"join the Ray cluster at {address}"
+        raise BuildError(f"Could not {where}: {_first_line(exc)}") from exc
+
+
+@contextmanager
+def quiet_core_logs() -> Iterator[None]:
+    """Ray's C++ core writes notices straight to this process's stderr at ERROR, such as one about
+    restartable actors that Ray Data's own worker pools cause (ray-project/ray#53727, harmless
+    here); its level (RAY_BACKEND_LOG_LEVEL, unless the user set one) is read as Ray connects, which
+    itself prints a line saying so. What fails reaches the build as a Python exception anyway."""
+    if "RAY_BACKEND_LOG_LEVEL" in os.environ:
+        yield
+        return
+    os.environ["RAY_BACKEND_LOG_LEVEL"] = "fatal"
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        del os.environ["RAY_BACKEND_LOG_LEVEL"]     # read by now; processes started later choose their own
 
 
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
@@ -139,7 +159,11 @@ class WorkerCount:
     starting: int          # being created or restarted (a worker that died comes back this way)
 
     def __str__(self) -> str:
-        return f"{self.alive} workers alive" + (f", {self.starting} starting" if self.starting else "")
+        return f"{workers(self.alive)} alive" + (f", {self.starting} starting" if self.starting else "")
+
+
+def workers(n: int) -> str:
+    return f"{n} worker{'' if n == 1 else 's'}"
 
 
 def count_workers(class_name: str) -> WorkerCount | None:

@@ -17,6 +17,7 @@ import numpy as np
 from scripts.progress import stage
 from scripts.ray_engine.assembly import ShardAssembler, ShardWriter
 from scripts.ray_engine.cluster import WorkerCount
+from scripts.ray_engine.cluster import workers as plural_workers
 from scripts.ray_engine.decoding import Cropper
 from scripts.ray_engine.parts import PartsFolder
 from scripts.ray_engine.pipeline import run_pipeline
@@ -67,7 +68,7 @@ def embed_shards(source: RaySource, rows: np.ndarray, *, shards: list[int], shar
             workers = run_pipeline(source, todo, parts, plan, cropper, model=model, precision=precision,
                                    batch_size=batch_size, part_rows=part_rows, on_part=on_part,
                                    on_count=on_count, embedder=embedder)
-            embedding.set_note("; ".join([f"{workers} workers", *extra]))
+            embedding.set_note("; ".join([plural_workers(workers), *extra]))
         if not assembler.done:
             # Rows Ray's readers did not find: files removed since the scan (read_binary_files
             # drops them), or samples gone from a shard.

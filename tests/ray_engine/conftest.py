@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from scripts.build import build_collection
+from scripts.ray_engine.cluster import quiet_core_logs
 from search_core import layout
 from tests.fixtures.images import make_imagefolder
 from tests.test_build import BAD_FILES
@@ -44,8 +45,9 @@ def ray_session() -> Iterator[Path]:
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(folder / "ray"), log_to_driver=False,
-                 logging_level=logging.ERROR, object_store_memory=300 * 2**20)
+        with quiet_core_logs():    # as the build connects: the tests check its output has no Ray notices
+            ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(folder / "ray"), log_to_driver=False,
+                     logging_level=logging.ERROR, object_store_memory=300 * 2**20)
     finally:
         # Only Ray's own processes, started just now, keep these; the rest of the suite does not.
         for key, value in saved.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -50,13 +51,21 @@ def assert_same_collection(out: Path, local: Path) -> None:
     assert a.shape == b.shape and np.einsum("ij,ij->i", a, b).min() >= 0.9999
 
 
-def test_ray_build_is_the_local_build(ray_session, mixed_folder, tiny_clip, local, tmp_path):
+def test_ray_build_is_the_local_build(ray_session, mixed_folder, tiny_clip, local, tmp_path, capfd):
+    """Through the command line. Also: one progress line per stage, the embed line with its rate and
+    workers, and nothing of Ray's own (bars, banners, core notices) on stderr."""
     out = tmp_path / "coll"
-    summary = build_collection(str(mixed_folder), out, model=str(tiny_clip), device="cpu", progress=False,
-                               engine="ray", ray=RayOptions(workers=1))
-    assert sorted(summary.skipped) == local["skipped"] and summary.embedded == summary.rows
+    code = cli_main(["build", str(mixed_folder), "--out", str(out), "--model", str(tiny_clip), "--device", "cpu",
+                     "--no-progress", "--engine", "ray", "--workers", "1"])
+    assert code == 0
     assert_same_collection(out, local["out"])
     assert list(tmp_path.glob(".coll.*")) == [], "work folder and parts removed after success"
+    captured = capfd.readouterr()
+    lines = captured.err.splitlines()
+    assert [line.split(":")[0] for line in lines[:5]] == ["scan", "embed", "index", "group", "write"], lines
+    images = manifest(out)["rows"] + len(local["skipped"])
+    assert re.fullmatch(rf"embed: {images} images in [0-9.]+ s \([0-9.,]+ images/s; 1 worker\)", lines[1]), lines
+    assert lines[5].startswith("Built ") and captured.out == f"{out}\n"
 
 
 # The child: the real build on the test's Ray, its driver slowed down after each part it reads, so
@@ -97,6 +106,9 @@ def test_killed_ray_build_resumes(ray_session, mixed_folder, tiny_clip, local, t
     finally:
         child.wait(timeout=30)
     assert child.returncode == -signal.SIGKILL and not out.exists()
+    noise = [line for line in child.stderr.read().decode().splitlines()
+             if any(mark in line for mark in ("core_worker", "ray log level", "Running Dataset", "(raylet)"))]
+    assert noise == [], "Ray's own notices reached the build's stderr"
 
     summary = build_collection(str(mixed_folder), out, model=str(tiny_clip), device="cpu", progress=False,
                                shard_size=8, engine="ray", ray=RayOptions(workers=1, part_rows=4))
