@@ -38,6 +38,8 @@ BENCHMARKS = [
     # together on 2 cores), which come from running each alone.
     ("bench_incremental", ["--rows", "20000", "--index-rows", "20000"], ["--rows", "2000", "--index-rows", "5000"]),
     ("bench_build_memory", ["--sizes", "10000,20000,40000"], ["--sizes", "2000,4000"]),
+    # Skips itself (exit 0) without the ray extra.
+    ("bench_ray", [], ["--images", "32", "--workers", "1"]),
 ]
 # Not in the list: bench_gpu needs a CUDA GPU (python -m benchmarks.bench_gpu on one);
 # bench_index_candidates builds eight 1M indexes on first run (~25 min; python -m benchmarks.bench_index_candidates).

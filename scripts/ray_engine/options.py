@@ -21,7 +21,7 @@ class RayOptions:
     gpus_per_worker: float | None = None   # --gpus-per-worker
     cpus_per_worker: float | None = None   # --cpus-per-worker
     work_dir: str | None = None            # --work-dir: a folder or an s3:// / gs:// prefix every node reaches
-    part_rows: int | None = None           # rows per part (one worker call): 256 on CPUs, 1024 on GPUs
+    part_rows: int | None = None           # rows per part (one worker call): 64 on CPUs, 1024 on GPUs
 
 
 # (flag, RayOptions field) of the options that only --engine ray reads
