@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +23,7 @@ from scripts.cli import main as cli_main
 from scripts.ray_engine.cluster import INSTALL_HINT
 from scripts.ray_engine.options import RayOptions
 from search_core import layout
+from tests.fixtures.images import bl_file_name, draw_image
 from tests.ray_engine.conftest import ROOT, ray_environment
 
 # What may differ between two builds of the same source (when, which build, the files' checksums)
@@ -66,6 +68,24 @@ def test_ray_build_is_the_local_build(ray_session, mixed_folder, tiny_clip, loca
     images = manifest(out)["rows"] + len(local["skipped"])
     assert re.fullmatch(rf"embed: {images} images in [0-9.]+ s \([0-9.,]+ images/s; 1 worker\)", lines[1]), lines
     assert lines[5].startswith("Built ") and captured.out == f"{out}\n"
+
+
+def test_incremental_ray_build_is_the_local_incremental_build(ray_session, mixed_folder, tiny_clip, local,
+                                                              tmp_path):
+    """Two images added to the source of the local collection: Ray embeds only those, and the update
+    equals the local engine's update of the same collection."""
+    source = tmp_path / "src"
+    shutil.copytree(mixed_folder, source)        # copy2: same sizes and times, so the old rows are kept
+    for i in range(2):
+        draw_image(900 + i).save(source / "1890" / bl_file_name(900 + i, 0, 1, 1, f"Added {i}", 1890), "JPEG")
+    outs = {}
+    for engine in ("local", "ray"):
+        outs[engine] = tmp_path / engine / "coll"
+        shutil.copytree(local["out"], outs[engine])
+        summary = build_collection(str(source), outs[engine], model=str(tiny_clip), device="cpu", progress=False,
+                                   engine=engine, ray=RayOptions(workers=1) if engine == "ray" else None)
+        assert (summary.embedded, summary.changes.added, summary.changes.kept) == (2, 2, 24), engine
+    assert_same_collection(outs["ray"], outs["local"])
 
 
 # The child: the real build on the test's Ray, its driver slowed down after each part it reads, so
