@@ -41,13 +41,15 @@ build_collection(sys.argv[1], __import__("pathlib").Path(sys.argv[2]), model=sys
 """
 
 
-def kill_after_first_shard(source: Path, out: Path, tiny_clip: Path) -> None:
-    """Run the build of CHILD in a process and SIGKILL it once its first shard is on disk."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(source), str(out), str(tiny_clip)],
+def kill_after_first_shard(source: Path, out: Path, tiny_clip: Path, *, child_code: str = CHILD,
+                           args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> str:
+    """Run the build of `child_code` (argv: source, out, model, *args) in a process and SIGKILL it
+    once its first shard is on disk; returns what it wrote to stderr."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(ROOT), **(env or {})}
+    child = subprocess.Popen([sys.executable, "-c", child_code, str(source), str(out), str(tiny_clip), *args],
                              env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 120
         while not (out.parent / f".{out.name}.build" / "shard_00000.npz").exists():
             assert child.poll() is None, child.stderr.read().decode()[-2000:]
             assert time.monotonic() < deadline, "first shard never appeared"
@@ -56,6 +58,7 @@ def kill_after_first_shard(source: Path, out: Path, tiny_clip: Path) -> None:
     finally:
         child.wait(timeout=30)
     assert child.returncode == -signal.SIGKILL
+    return child.stderr.read().decode()
 
 
 def test_killed_build_resumes_without_redoing_done_shards(tmp_path: Path, sample_images, tiny_clip,

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from scripts.ray_engine.options import RayOptions
 from search_core import layout
 from tests.fixtures.images import bl_file_name, draw_image
 from tests.ray_engine.conftest import ROOT, ray_environment
+from tests.test_build_resume import kill_after_first_shard
 
 # What may differ between two builds of the same source (when, which build, the files' checksums)
 # or follows from vectors equal to 1e-4 rather than bit for bit (the weak-match percentiles).
@@ -112,21 +112,10 @@ def test_killed_ray_build_resumes(ray_session, mixed_folder, tiny_clip, local, t
     import ray
 
     out = tmp_path / "coll"
-    env = {**os.environ, **ray_environment(ray_session), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    address = ray.get_runtime_context().gcs_address
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(mixed_folder), str(out), str(tiny_clip), address],
-                             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while not list(tmp_path.glob(".coll.build/shard_00000.npz")):
-            assert child.poll() is None, child.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "first shard never appeared"
-            time.sleep(0.05)
-        os.kill(child.pid, signal.SIGKILL)
-    finally:
-        child.wait(timeout=30)
-    assert child.returncode == -signal.SIGKILL and not out.exists()
-    noise = [line for line in child.stderr.read().decode().splitlines()
+    stderr = kill_after_first_shard(mixed_folder, out, tiny_clip, child_code=CHILD, env=ray_environment(ray_session),
+                                    args=(ray.get_runtime_context().gcs_address,))
+    assert not out.exists()
+    noise = [line for line in stderr.splitlines()
              if any(mark in line for mark in ("core_worker", "ray log level", "Running Dataset", "(raylet)"))]
     assert noise == [], "Ray's own notices reached the build's stderr"
 
