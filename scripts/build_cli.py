@@ -35,7 +35,8 @@ def add_build_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                     "checked and used instead of embedding the images.",
     )
     parser.add_argument("source", metavar="SOURCE",
-                        help="image folder, saved dataset, Parquet file, Hub id or zip URL")
+                        help="image folder, saved dataset, Parquet file, Hub id or zip URL (with --engine ray also "
+                             "s3:// or gs:// folders of images, Parquet or WebDataset shards)")
     parser.add_argument("--out", required=True, type=Path, metavar="COLLECTION",
                         help="collection folder to write (replaced only once the new one is complete)")
     parser.add_argument("--model", default=None, metavar="NAME_OR_PATH",

@@ -23,7 +23,7 @@ from scripts.ray_engine.embed import embed_shards
 from scripts.ray_engine.options import RayOptions
 from scripts.ray_engine.parts import PartsFolder
 from scripts.ray_engine.pipeline import PART_ROWS, resolve_worker_precision
-from scripts.ray_engine.plan import WorkerPlan, plan_workers
+from scripts.ray_engine.plan import WorkerPlan, check_worker_options, plan_workers
 from scripts.ray_engine.reading import RaySource, open_ray_source
 from search_core.errors import BuildError
 
@@ -44,6 +44,8 @@ class RayEngine(EmbedEngine):
         """Fails here, before the build scans anything, without the extra or when the cluster at
         --ray-address does not answer (one BuildError line each)."""
         self.options = options or RayOptions()
+        o = self.options
+        check_worker_options(o.workers, o.gpus_per_worker, o.cpus_per_worker)
         require_ray()
         if self.options.address is not None:
             check_reachable(self.options.address)

@@ -50,6 +50,16 @@ class WorkerPlan:
         return max(0, min(self.workers, by_cpu, by_gpu))
 
 
+def check_worker_options(workers: int | None, gpus_per_worker: float | None, cpus_per_worker: float | None) -> None:
+    """BuildError for a worker option no cluster can satisfy (checked before the build starts)."""
+    if workers is not None and workers < 1:
+        raise BuildError("--workers must be at least 1.")
+    if gpus_per_worker is not None and gpus_per_worker < 0:
+        raise BuildError("--gpus-per-worker cannot be negative.")
+    if cpus_per_worker is not None and cpus_per_worker <= 0:
+        raise BuildError("--cpus-per-worker must be more than 0 (fractions such as 0.5 are allowed).")
+
+
 def plan_workers(cluster_cpus: float, cluster_gpus: float, *, workers: int | None = None,
                  gpus_per_worker: float | None = None, cpus_per_worker: float | None = None) -> WorkerPlan:
     """The pool for the given options; whatever is not given is filled from the cluster's size.
@@ -60,13 +70,7 @@ def plan_workers(cluster_cpus: float, cluster_gpus: float, *, workers: int | Non
     - CPUs per worker: 1 on a GPU; on CPUs up to 4 each, shared out when --workers is given.
     A plan in which not even one worker fits beside one decode task is a BuildError naming the numbers.
     """
-    if workers is not None and workers < 1:
-        raise BuildError("--workers must be at least 1.")
-    if gpus_per_worker is not None and gpus_per_worker < 0:
-        raise BuildError("--gpus-per-worker cannot be negative.")
-    if cpus_per_worker is not None and cpus_per_worker <= 0:
-        raise BuildError("--cpus-per-worker must be more than 0 (fractions such as 0.5 are allowed).")
-
+    check_worker_options(workers, gpus_per_worker, cpus_per_worker)
     if gpus_per_worker is None:
         gpus_per_worker = 1.0 if cluster_gpus >= 1 else 0.0
     if gpus_per_worker > 0 and cluster_gpus < gpus_per_worker:

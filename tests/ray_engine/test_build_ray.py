@@ -139,6 +139,12 @@ def test_missing_extra_says_how_to_install_it(monkeypatch, capsys, mixed_folder,
     assert not (tmp_path / "c").exists()
 
 
+def test_impossible_worker_option_is_one_line_before_any_work(capsys, mixed_folder, tmp_path):
+    code, err = run_cli([str(mixed_folder), "--out", str(tmp_path / "c"), "--engine", "ray", "--workers", "0"],
+                        capsys)
+    assert code == 1 and err == "error: --workers must be at least 1.\n"
+
+
 def test_ray_option_without_the_ray_engine(capsys, mixed_folder, tmp_path):
     code, err = run_cli([str(mixed_folder), "--out", str(tmp_path / "c"), "--workers", "2"], capsys)
     assert code == 1 and err == "error: --workers is an option of the Ray engine: add --engine ray.\n"
