@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -35,6 +36,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PARTS_FOLDER = "ray-parts"      # inside the build's work folder when --work-dir is not given
+
+
+def parts_url(work_dir: str | None, work: Path) -> str:
+    """Where the workers write their parts: inside the build's work folder, or a folder of this
+    build's own inside --work-dir (named after the build's work folder, ``COLLECTION.build``), so
+    that several collections can share one --work-dir and nothing else in it is ever removed."""
+    if work_dir is None:
+        return str(work / PARTS_FOLDER)
+    return f"{work_dir.rstrip('/')}/{work.name.lstrip('.')}"
 
 
 class RayEngine(EmbedEngine):
@@ -100,7 +110,7 @@ class RayEngine(EmbedEngine):
         n = len(job.rows)
         open_work(job.work, job.key, rows=n, shard_size=job.shard_size)
         separate = self.options.work_dir is not None
-        parts = PartsFolder(self.options.work_dir or str(job.work / PARTS_FOLDER))
+        parts = PartsFolder(parts_url(self.options.work_dir, job.work))
         parts.claim(job.key)
         dim = encoder.dim
 

@@ -67,6 +67,9 @@ class PartsFolder:
         if same:
             return True
         if self.fs.exists(self.root):
+            if not self.fs.exists(state) and self.fs.ls(self.root, detail=False):
+                raise BuildError(f"The work folder {self.url} holds files that are not this build's parts; "
+                                 "choose another --work-dir (it is emptied when a build starts afresh).")
             log.info("discarding the parts in %s: another source, model or precision wrote them", self.url)
             self.fs.rm(self.root, recursive=True)
         try:

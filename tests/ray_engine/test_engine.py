@@ -10,7 +10,7 @@ import pytest
 
 from scripts.engines import EmbedJob
 from scripts.engines.local import LocalEngine
-from scripts.ray_engine.engine import RayEngine
+from scripts.ray_engine.engine import RayEngine, parts_url
 from scripts.ray_engine.options import RayOptions
 from scripts.shards import n_shards, read_shard, shard_path
 from search_core.encoder import Encoder
@@ -57,7 +57,14 @@ def test_shards_hold_the_local_engines_rows_reasons_and_vectors(both):
 
 
 def test_parts_in_a_work_dir_of_their_own_are_removed_once_in_shards(both):
-    assert not both["parts"].exists()
+    """Only this build's folder inside --work-dir goes; the folder itself stays."""
+    assert both["parts"].is_dir() and list(both["parts"].iterdir()) == []
+
+
+def test_collections_sharing_a_work_dir_get_folders_of_their_own(tmp_path):
+    urls = {parts_url("s3://bucket/work/", tmp_path / f".{name}.build") for name in ("a", "b")}
+    assert urls == {"s3://bucket/work/a.build", "s3://bucket/work/b.build"}
+    assert parts_url(None, tmp_path / ".a.build") == str(tmp_path / ".a.build" / "ray-parts")
 
 
 def test_an_embeddings_column_build_is_not_for_ray(ray_session, mixed_folder):

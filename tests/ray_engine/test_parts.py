@@ -48,6 +48,13 @@ def test_parts_of_another_build_are_discarded(tmp_path: Path):
     assert folder.claim("second") is False and folder.paths() == []
 
 
+def test_a_folder_of_other_files_is_never_emptied(tmp_path: Path):
+    (tmp_path / "notes.txt").write_text("the user's")
+    with pytest.raises(BuildError, match="not this build's parts"):
+        PartsFolder(str(tmp_path)).claim("k")
+    assert (tmp_path / "notes.txt").read_text() == "the user's"
+
+
 def test_temporary_files_are_not_parts(tmp_path: Path):
     """A worker killed while writing leaves a temporary file, which is never read as a part."""
     folder = PartsFolder(str(tmp_path))
