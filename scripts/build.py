@@ -245,15 +245,16 @@ def build_collection(source: str, out: Path, *, model: str = DEFAULT_MODEL, batc
 # --- Scan and plan --------------------------------------------------------------------------
 
 def _identities(src: Source, meta: pa.Table) -> pa.Table:
-    """files.arrow's columns for every source row (scripts/identity.py): a listed folder's from the
-    stats taken while listing it; rows without images (an embeddings column) by file name only."""
+    """files.arrow's columns for every source row (scripts/identity.py): a listed folder's (local,
+    or in object storage) from the stats taken while listing it; rows without images (an embeddings
+    column) by file name only."""
     n = len(meta)
     if src.image_column is None:
         return pa.table({"key": unique_keys(meta.column("file_name")), "size": pa.nulls(n, pa.int64()),
                          "mtime_ns": pa.nulls(n, pa.int64()), "digest": pa.nulls(n, pa.binary(DIGEST_BYTES))},
                         schema=SCHEMA)
     images = src.dataset.with_format("arrow")[src.image_column]
-    if src.stats is not None and src.root is not None:
+    if src.stats is not None:
         paths = pc.struct_field(images.combine_chunks() if isinstance(images, pa.ChunkedArray) else images, "path")
         return folder_identities(paths, src.root, *src.stats)
     return source_identities(images, meta.column("file_name"), root=src.root)

@@ -59,13 +59,17 @@ def source_identities(images: pa.ChunkedArray | pa.Array, names: pa.ChunkedArray
     return table.set_column(0, SCHEMA.field("key"), unique_keys(table.column("key")))
 
 
-def folder_identities(paths: pa.Array, root: Path, sizes: np.ndarray, mtimes: np.ndarray) -> pa.Table:
+def folder_identities(paths: pa.Array, root: Path | None, sizes: np.ndarray, mtimes: np.ndarray) -> pa.Table:
     """The identities of a folder listing (scripts/folder_scan.py): every path is under `root`, and
-    its stat was taken while listing, so no file is touched again: Arrow string operations only."""
-    prefix = os.path.abspath(root).rstrip(os.sep) + os.sep
-    keys = pc.replace_substring(paths, pattern=prefix, replacement="", max_replacements=1)
-    if os.sep != "/":
-        keys = pc.replace_substring(keys, pattern=os.sep, replacement="/")
+    its stat was taken while listing, so no file is touched again: Arrow string operations only.
+    With root None (a listing of object storage: the Ray engine's s3:// and gs:// folders) the
+    keys are the URLs themselves."""
+    keys = paths
+    if root is not None:
+        prefix = os.path.abspath(root).rstrip(os.sep) + os.sep
+        keys = pc.replace_substring(paths, pattern=prefix, replacement="", max_replacements=1)
+        if os.sep != "/":
+            keys = pc.replace_substring(keys, pattern=os.sep, replacement="/")
     n = len(paths)
     table = pa.table({"key": keys, "size": pa.array(sizes, pa.int64()), "mtime_ns": pa.array(mtimes, pa.int64()),
                       "digest": pa.nulls(n, pa.binary(DIGEST_BYTES))}, schema=SCHEMA)

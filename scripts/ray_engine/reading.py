@@ -58,13 +58,14 @@ def open_ray_source(source: str) -> RaySource:
     """Open SOURCE for the Ray engine; BuildError with one readable sentence otherwise."""
     if not is_remote(source):
         return _local(source)
-    fs, base, files = _list(source)
+    fs, base, infos = _list(source)
+    files = list(infos)
     suffixes = {f.rsplit(".", 1)[-1].lower() for f in files if "." in f.rsplit("/", 1)[-1]}
     if "parquet" in suffixes:
         return _parquet(source, fs, [f for f in files if f.lower().endswith(".parquet")])
     if "tar" in suffixes:
         return _webdataset(source, fs, [f for f in files if f.lower().endswith(".tar")])
-    return _image_files(source, fs, base, files)
+    return _image_files(source, fs, base, infos)
 
 
 def path_keys(names: Sequence[str]) -> np.ndarray:
@@ -114,8 +115,9 @@ def _rows(keys: np.ndarray, data: Sequence[Any], paths: Sequence[Any]) -> Any:
 
 # --- object storage ---------------------------------------------------------------------------
 
-def _list(url: str) -> tuple[Any, str, list[str]]:
-    """(pyarrow filesystem, folder path, every file under it) for a folder URL."""
+def _list(url: str) -> tuple[Any, str, dict[str, Any]]:
+    """(pyarrow filesystem, folder path, every file under it by path, sorted, with its size and time)
+    for a folder URL: one listing, no request per file."""
     import pyarrow.fs as pafs
 
     try:
@@ -123,8 +125,8 @@ def _list(url: str) -> tuple[Any, str, list[str]]:
         infos = fs.get_file_info(pafs.FileSelector(base, recursive=True))
     except (OSError, ValueError, TypeError) as exc:   # pyarrow: ArrowInvalid and kin are ValueErrors
         raise BuildError(f"Could not list {url}: {' '.join(str(exc).split())}") from None
-    files = sorted(i.path for i in infos if i.type == pafs.FileType.File
-                   and not i.path.rsplit("/", 1)[-1].startswith("."))
+    files = {i.path: i for i in sorted(infos, key=lambda i: i.path) if i.type == pafs.FileType.File
+             and not i.path.rsplit("/", 1)[-1].startswith(".")}
     if not files:
         raise BuildError(f"Source {url} holds no files (or does not exist).")
     return fs, base, files
@@ -141,7 +143,7 @@ def _local_path_for_datasets(source: str, path: str) -> str:
     return path if source.startswith("file://") else _url(source, path)
 
 
-def _image_files(source: str, fs: Any, base: str, files: list[str]) -> RaySource:
+def _image_files(source: str, fs: Any, base: str, files: dict[str, Any]) -> RaySource:
     import datasets
     import pyarrow as pa
     from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
@@ -156,6 +158,10 @@ def _image_files(source: str, fs: Any, base: str, files: list[str]) -> RaySource
                                         names=["bytes", "path"])
     dataset = datasets.Dataset(pa.table({"image": column})).cast_column("image", datasets.Image(decode=False))
     keys = path_keys(images)
+    # The listing's sizes and times are the rows' identities (an incremental build compares them):
+    # the driver reads no image to fingerprint it.
+    stats = (np.array([files[p].size for p in images], np.int64),
+             np.array([files[p].mtime_ns or 0 for p in images], np.int64))
 
     def read(todo: np.ndarray) -> Any:
         import ray.data
@@ -164,8 +170,8 @@ def _image_files(source: str, fs: Any, base: str, files: list[str]) -> RaySource
         return ray.data.read_binary_files(wanted, filesystem=fs, include_paths=True,
                                           ignore_missing_paths=True).map_batches(_keyed_files, batch_size=None)
 
-    return RaySource(source=Source(dataset=dataset, image_column="image", description=source), keys=keys,
-                     read=read, kind="image folder")
+    return RaySource(source=Source(dataset=dataset, image_column="image", description=source, stats=stats),
+                     keys=keys, read=read, kind="image folder")
 
 
 def _keyed_files(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

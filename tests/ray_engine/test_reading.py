@@ -4,6 +4,7 @@ filesystems, so a ``file://`` folder takes the path an ``s3://`` or ``gs://`` on
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,22 @@ def test_folder_url_has_the_local_folders_rows_and_metadata(mixed_folder: Path):
     assert remote.kind == "image folder" and local.kind == "local"
     assert sorted(metadata(remote)) == sorted(metadata(local))
     assert len(np.unique(remote.keys)) == len(remote.keys)
+
+
+def test_folder_url_identities_come_from_the_listing(mixed_folder: Path, monkeypatch):
+    """An incremental build compares the listing's sizes and times: no image is read to fingerprint it."""
+    import scripts.identity
+    from scripts.build import _identities
+
+    remote = open_ray_source(f"file://{mixed_folder}").source
+    monkeypatch.setattr(scripts.identity, "_read_digest", None)       # any read would fail
+    ids = _identities(remote, metadata_table(remote.dataset, remote.image_column))
+    paths = [item["path"] for item in remote.dataset[remote.image_column]]
+    assert ids.column("key").to_pylist() == paths and all(p.startswith("file://") for p in paths)
+    stats = [os.stat(p.removeprefix("file://")) for p in paths]
+    assert ids.column("size").to_pylist() == [st.st_size for st in stats]
+    assert ids.column("mtime_ns").to_pylist() == [st.st_mtime_ns for st in stats]
+    assert ids.column("digest").null_count == len(paths)
 
 
 def test_folder_url_embeds_as_the_local_engine(ray_session, mixed_folder, tiny_clip, tmp_path, local):
