@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> dict:
     header(f"memory: one bot, {len(sizes)} collections of one model ({', '.join(f'{n:,}' for n in sizes)} rows)")
 
     import bot.client  # noqa: F401  - the bot's own imports (discord.py) count too
-    from benchmarks.synthetic import ProbeEncoder, synthetic_collection
+    from benchmarks.synthetic import SyntheticEncoder, synthetic_collection
     from bot.library import Library, open_edition
     from bot.settings import CollectionSpec
     from bot.shared_models import SharedModels
@@ -54,16 +54,17 @@ def main(argv: list[str] | None = None) -> dict:
     base = rss_bytes()["rss"]
     loaded: list[Encoder] = []
 
-    def load(name: str) -> ProbeEncoder:
+    def load(name: str) -> SyntheticEncoder:
         """The real model's cost, counted per load. The synthetic collections' manifests name the
-        model "synthetic", whose probe ProbeEncoder answers; queries are encoded by the real one."""
+        model "synthetic-easy", whose probe the easy stand-in answers at every size; queries are
+        encoded by the real one."""
         encoder = Encoder.load(str(vit_b32()), device="cpu", precision="auto")
         encoder.encode_text(["a steam engine"])
         loaded.append(encoder)
-        return ProbeEncoder()
+        return SyntheticEncoder("easy")
 
     models = SharedModels(load)
-    models.get("synthetic")       # what the first collection's opening does first; timed apart
+    models.get("synthetic-easy")       # what the first collection's opening does first; timed apart
     model_peak = peak_rss_bytes()
     print(f"process after imports {mib(base)}; model loaded and warmed ({loaded[0].precision}): "
           f"+{mib(model_peak - base)} (peak)")

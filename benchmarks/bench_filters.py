@@ -61,7 +61,7 @@ def _params(index, manifest_params: dict, every_list: bool):
 def bench_size(n: int, queries: int, budget_s: float) -> None:
     import faiss
 
-    from benchmarks.synthetic import ProbeEncoder, synthetic_collection
+    from benchmarks.synthetic import encoder_for, synthetic_collection
     from search_core.collection import Collection
     from search_core.search import SearchService
 
@@ -69,7 +69,7 @@ def bench_size(n: int, queries: int, budget_s: float) -> None:
     faiss.omp_set_num_threads(1)       # one query at a time, as SearchService runs them
     syn = synthetic_collection(n, CACHE / f"synthetic-{n}", queries=queries)
     collection = Collection.open(syn.path)
-    service = SearchService(collection, ProbeEncoder())
+    service = SearchService(collection, encoder_for(collection))
     qs, emb = syn.queries, collection.embeddings
     index, info = collection.index, collection.manifest.index
     for q in qs[:queries]:      # untimed: page the index in, as a running bot has it

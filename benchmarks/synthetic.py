@@ -44,6 +44,8 @@ KINDS = ("hard", "easy")
 # collection is built from it changes (collections are then rebuilt from the cached sources).
 DATA_VERSION = 2
 BUILD_VERSION = 3
+# Bump when the easy stand-in model's own answers change (easy collections are then rebuilt).
+EASY_MODEL_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,12 @@ class SyntheticEncoder:
     """The "model" of a synthetic collection, for the build (probe prompts, model probe) and for
     SearchService's model check. Hard data: text -> a text-like vector of the generated world
     (`hard_data.HardTextEncoder`); easy data: text -> one of the data's centres (chosen by the
-    text's hash), offset by a fixed "modality gap" direction, plus noise."""
+    text's hash), offset by a fixed "modality gap" direction, plus noise.
+
+    The easy model's probe (layout.MODEL_PROBE_TEXT, which SearchService checks at open) is one
+    fixed vector whatever the data size, so easy collections of every size share one stand-in
+    model, as collections embedded with one CLIP share it: bench_collections opens two through
+    the bot's SharedModels, and bench_filters / bench_duplicates open theirs with it."""
 
     device = "cpu"
     precision = "source"
@@ -112,6 +119,9 @@ class SyntheticEncoder:
         out = np.empty((len(texts), DIM), np.float32)
         gap = np.random.default_rng(12345).standard_normal(DIM)
         for i, text in enumerate(texts):
+            if text == layout.MODEL_PROBE_TEXT:
+                out[i] = np.eye(1, DIM, dtype=np.float32)[0]
+                continue
             rng = np.random.default_rng(int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little"))
             v = rng.standard_normal(DIM) * EASY_TEXT_NOISE / np.sqrt(DIM) + EASY_TEXT_GAP * gap / np.linalg.norm(gap)
             if self._centres is not None:
@@ -181,6 +191,8 @@ def synthetic_collection(n: int, folder: Path | None = None, *, kind: str = "eas
     source, image_q, text_q = synthetic_source(n, kind=kind, seed=seed, queries=queries, rebuild=rebuild)
     want = {"kind": kind, "n": n, "seed": seed, "version": DATA_VERSION, "build": BUILD_VERSION,
             "index": resolve_index_spec(index, n, DIM)}
+    if kind == "easy":
+        want["model"] = EASY_MODEL_VERSION
     stamp = folder.with_name(folder.name + ".json")     # beside it: a collection holds only its own files
     if not rebuild and (folder / layout.MANIFEST).is_file() and stamp.is_file() and json.loads(stamp.read_text()) == want:
         return Synthetic(folder, image_q, None, text_q, kind)
