@@ -7,12 +7,10 @@ Prints the path of DIR/index.html on stdout and progress on stderr; any error is
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from pathlib import Path
 
 from review.prompts import ADD_PREFIX
-from search_core.errors import ImageSearchError
+from search_core.command_line import run_guarded, setup_logging
 from search_core.search import MAX_K
 
 
@@ -46,18 +44,13 @@ def add_review_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
 def run_review(args: argparse.Namespace) -> int:
     from review.report import ReviewOptions, write_review
 
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     options = ReviewOptions(collection=args.collection, out=args.out, prompts=args.prompts,
                             blocklist=args.blocklist, concepts=args.concepts, hidden=args.hidden,
                             text_model=args.text_model, k=args.k)
-    try:
-        summary = write_review(options)
-    except ImageSearchError as exc:
-        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("error: interrupted.", file=sys.stderr)
-        return 130
-    print(summary.index_html)
-    return 0
+
+    def review() -> int:
+        print(write_review(options).index_html)
+        return 0
+
+    return run_guarded(review)

@@ -16,8 +16,8 @@ from scripts.grouping import DUPLICATE_THRESHOLD
 from scripts.index_choice import INDEX_NAMES
 from scripts.ray_engine.options import add_ray_arguments, ray_options
 from search_core import layout
+from search_core.command_line import EXIT_ERROR, print_error, run_guarded, setup_logging
 from search_core.encoder import DEFAULT_MODEL, quiet_model_loading
-from search_core.errors import ImageSearchError
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +80,14 @@ def add_build_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 def run_build(args: argparse.Namespace) -> int:
     from scripts.build import build_collection
 
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     quiet_model_loading()
     if args.embeddings_column is not None and args.model is None:
-        print("error: --embeddings-column needs --model: the model that made the vectors (text "
-              "queries are encoded with it).", file=sys.stderr)
-        return 1
-    try:
+        print_error("--embeddings-column needs --model: the model that made the vectors (text "
+                    "queries are encoded with it).")
+        return EXIT_ERROR
+
+    def build() -> int:
         summary = build_collection(
             args.source, args.out, model=args.model or DEFAULT_MODEL, batch_size=args.batch_size,
             device=args.device, index=args.index, precision=args.precision, push_to_hub=args.push_to_hub,
@@ -95,15 +95,11 @@ def run_build(args: argparse.Namespace) -> int:
             embeddings_column=args.embeddings_column, full=args.full, images=args.images,
             engine=args.engine, ray=ray_options(args),
         )
-    except ImageSearchError as exc:
-        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("error: interrupted; run the same command again to resume.", file=sys.stderr)
-        return 130
-    print(format_summary(summary), file=sys.stderr)
-    print(summary.out)
-    return 0
+        print(format_summary(summary), file=sys.stderr)
+        print(summary.out)
+        return 0
+
+    return run_guarded(build, interrupted="interrupted; run the same command again to resume.")
 
 
 def format_summary(summary) -> str:

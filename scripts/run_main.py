@@ -19,6 +19,7 @@ from pathlib import Path
 
 from dotenv import find_dotenv, load_dotenv
 
+from search_core.command_line import print_error
 from search_core.encoder import DEFAULT_MODEL
 from search_core.layout import MANIFEST
 
@@ -51,10 +52,9 @@ def ensure_collection(collection: Path, env: Mapping[str, str]) -> int:
     if (collection / MANIFEST).is_file():
         return 0
     if not is_default_collection(collection):
-        print(f"error: IMAGESEARCH_COLLECTION names {collection}, which is not a built collection "
-              f"(no {MANIFEST}): build it with `imagesearch build SOURCE --out {collection}`, or set "
-              f"IMAGESEARCH_COLLECTION={DEFAULT_COLLECTION} (or leave it out) for the demo collection.",
-              file=sys.stderr)
+        print_error(f"IMAGESEARCH_COLLECTION names {collection}, which is not a built collection "
+                    f"(no {MANIFEST}): build it with `imagesearch build SOURCE --out {collection}`, or set "
+                    f"IMAGESEARCH_COLLECTION={DEFAULT_COLLECTION} (or leave it out) for the demo collection.")
         return EXIT_CONFIG
 
     from scripts.build_cli import main as build_main

@@ -14,6 +14,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from search_core.command_line import run_guarded, setup_logging
 from search_core.encoder import quiet_model_loading
 from search_core.errors import ImageSearchError, QueryError
 from search_core.listfile import read_list
@@ -75,17 +76,8 @@ def add_research_options(parser: argparse.ArgumentParser) -> None:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        _search(args)
-    except ImageSearchError as exc:
-        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("error: interrupted.", file=sys.stderr)
-        return 130
-    return 0
+    setup_logging()
+    return run_guarded(lambda: _search(args) or 0)
 
 
 def _search(args: argparse.Namespace) -> None:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from search_core.command_line import EXIT_ERROR, print_error, setup_logging
 from search_core.errors import ImageSearchError
 from search_core.info import CollectionInfo, collection_info
 from search_core.layout import STORAGE_REFERENCE
@@ -37,13 +37,12 @@ def add_info_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
 
 
 def run_info(args: argparse.Namespace) -> int:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(logging.ERROR)
     try:
         info = collection_info(args.collection, image_roots=args.image_root)
     except ImageSearchError as exc:
-        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
-        return 1
+        print_error(str(exc))
+        return EXIT_ERROR
     print(json.dumps(asdict(info), indent=2) if args.json else format_info(info))
     return 0
 

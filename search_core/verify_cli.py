@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
+from search_core.command_line import EXIT_INTERRUPTED, print_error
 from search_core.integrity import SAMPLE_ROWS, VerifyReport, verify_collection
 
 EXIT_PROBLEMS = 1
@@ -55,8 +55,8 @@ def run_verify(args: argparse.Namespace) -> int:
         report = verify_collection(args.collection, quick=args.quick, sample=args.sample,
                                    progress=args.progress and not args.json, image_roots=args.image_root)
     except KeyboardInterrupt:
-        print("error: interrupted.", file=sys.stderr)
-        return 130
+        print_error("interrupted.")
+        return EXIT_INTERRUPTED
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
     return 0 if report.ok else EXIT_PROBLEMS
 
