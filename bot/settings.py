@@ -19,7 +19,6 @@ from search_core.layout import MANIFEST
 
 # Discord allows at most 25 select options and 25 embed fields: a page never shows more hits.
 HARD_MAX_K = 25
-DEFAULT_RATE_LIMIT = "20/60"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -87,6 +86,10 @@ class RateLimit:
         return f"{self.count}/{self.seconds:g}"
 
 
+# Page turns count too (issue 7), so 5/60 stopped a researcher on the third page of one search.
+DEFAULT_RATE_LIMIT = RateLimit(20, 60.0)
+
+
 @dataclass(frozen=True)
 class Settings:
     # repr=False: a Settings printed in a log line or a traceback never shows the token.
@@ -105,7 +108,7 @@ class Settings:
     blocked_concepts: Path | None = None
     hidden: Path | None = None
     audit_log: Path | None = None
-    rate_limit: RateLimit = RateLimit(20, 60.0)
+    rate_limit: RateLimit = DEFAULT_RATE_LIMIT
     model_name: str | None = None          # None: the model the collection's manifest names
     # A text model aligned with the collections' image model, for prompts in 50+ languages.
     text_model: str | None = None
@@ -339,7 +342,9 @@ class _Parser:
         return path
 
     def rate_limit(self, key: str) -> RateLimit:
-        value = self._get(key) or DEFAULT_RATE_LIMIT
+        value = self._get(key)
+        if not value:
+            return DEFAULT_RATE_LIMIT
         count, sep, seconds = value.partition("/")
         try:
             limit = RateLimit(int(count), float(seconds))
@@ -347,7 +352,7 @@ class _Parser:
             limit = None
         if not sep or limit is None or limit.count < 1 or not 0 < limit.seconds <= 86_400:
             self.bad(key, "must look like N/SECONDS with N >= 1, e.g. 5/60")
-            return RateLimit(20, 60.0)
+            return DEFAULT_RATE_LIMIT
         return limit
 
     def device(self, key: str) -> str:
