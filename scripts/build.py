@@ -148,7 +148,6 @@ def build_collection(source: str, out: Path, *, model: str = DEFAULT_MODEL, batc
         order = year_order(meta.column("year"))
         identities = _identities(src, meta)
         scan.advance(len(order))
-    _release_arrow_memory()
 
     old = None if full or embeddings_column is not None else _old_collection(out)
     if old is not None and precision == "auto":
@@ -331,12 +330,6 @@ def _job_key(src: Source, identities: pa.Table, todo: Plan, **args: Any) -> str:
                 hashed.update(memoryview(buffer))
     hashed.update(np.ascontiguousarray(todo.embed, dtype=np.int64).tobytes())
     return hashed.hexdigest()
-
-
-def _release_arrow_memory() -> None:
-    """Hand the scan's freed Arrow buffers back to the system: Arrow's allocator (mimalloc) keeps them
-    for reuse, measured at ~400 bytes a row after scanning 200k files, held through the whole build."""
-    pa.default_memory_pool().release_unused()
 
 
 def _check_any_embedded(job: EmbedJob, todo: Plan, meta: pa.Table, source: str) -> None:
