@@ -34,6 +34,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ from scripts.grouping import DUPLICATE_THRESHOLD, check_threshold, find_duplicat
 from scripts.identity import digest, folder_identities, source_identities, unique_keys
 from scripts.incremental import Plan, from_scratch, plan
 from scripts.index_choice import resolve_index_spec
-from scripts.indexing import build_index
+from scripts.indexing import build_index, projection_energy
 from scripts.match_scale import match_scale, probe_vectors
 from scripts.metadata import metadata_table, year_order
 from scripts.precomputed import read_vectors
@@ -196,7 +197,8 @@ def build_collection(source: str, out: Path, *, model: str = DEFAULT_MODEL, batc
         changes = BuildChanges(incremental=old is not None, **todo.counts(gathered.embedded))
 
         probes = probe_vectors(encoder)     # the shipped probe prompts: text queries for tuning and the scale
-        spec = resolve_index_spec(index, len(vectors), vectors.shape[1])
+        spec = resolve_index_spec(index, len(vectors), vectors.shape[1],
+                                  energy=partial(projection_energy, vectors))
         with stage("index", "vector", live=live, total=len(vectors)) as indexing:
             faiss_index, info = build_index(vectors, spec, text_queries=probes)
             indexing.advance(len(vectors))

@@ -191,13 +191,28 @@ def _fit_int8_scale(index: faiss.Index, vectors: np.ndarray, spec: str, seed: in
 
 def _projection(vectors: np.ndarray, dim: int, seed: int) -> np.ndarray:
     """[dim, d]: the top `dim` eigenvectors of the rows' second moment, randomly rotated."""
+    _, eigenvectors = _second_moment(vectors, seed)
+    top = eigenvectors[:, ::-1][:, :dim].T
+    rotation = np.linalg.qr(np.random.default_rng(seed).standard_normal((dim, dim)))[0]
+    return (rotation @ top).astype(np.float32)
+
+
+def projection_energy(vectors: np.ndarray, dim: int, seed: int = 0) -> float:
+    """Share of the rows' second moment that their top `dim` directions hold (what PCAR{dim} keeps)."""
+    eigenvalues, _ = _second_moment(vectors, seed)
+    eigenvalues = np.clip(eigenvalues[::-1], 0.0, None)
+    total = float(eigenvalues.sum())
+    kept = float(eigenvalues[:dim].sum() / total) if total > 0 else 1.0
+    log.info("the vectors' top %d directions hold %.1f%% of their second moment", dim, 100 * kept)
+    return kept
+
+
+def _second_moment(vectors: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (ascending) and eigenvectors of the second moment of a PCA_SAMPLE-row sample."""
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(len(vectors), min(len(vectors), PCA_SAMPLE), replace=False))
     sample = np.asarray(vectors[rows], dtype=np.float32)
-    _, eigenvectors = np.linalg.eigh((sample.T @ sample).astype(np.float64))
-    top = eigenvectors[:, ::-1][:, :dim].T
-    rotation = np.linalg.qr(rng.standard_normal((dim, dim)))[0]
-    return (rotation @ top).astype(np.float32)
+    return np.linalg.eigh((sample.T @ sample).astype(np.float64))
 
 
 def _training_sample(index: faiss.Index, vectors: np.ndarray, seed: int) -> np.ndarray:

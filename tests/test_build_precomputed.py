@@ -243,3 +243,23 @@ def test_folder_of_images_is_refused_for_an_embeddings_column(tmp_path: Path, ti
     """An image folder has no vectors: the error says which sources can have them."""
     with pytest.raises(BuildError, match="needs a saved dataset, a Parquet file or a Hub dataset id"):
         build(sample_images[0], tmp_path / "out", tiny_clip, encoder=encoder)
+
+
+@pytest.mark.parametrize("rank, spec", [(None, "RR32,IVF7,SQ8_direct_signed"), (4, "PCAR16,IVF7,SQ8_direct_signed")])
+def test_auto_index_keeps_every_dimension_unless_half_hold_the_energy(tmp_path, tiny_clip, encoder, monkeypatch,
+                                                                    rank, spec):
+    """The build measures how much of the vectors' second moment their top half of directions
+    holds before choosing PCA codes (scripts.index_choice.PCA_MIN_ENERGY): isotropic vectors keep
+    all dimensions, vectors near a low-dimensional subspace get codes of half of them. The size
+    thresholds are lowered so 300 rows reach that choice."""
+    import scripts.index_choice
+
+    monkeypatch.setattr(scripts.index_choice, "FLAT_MAX_FLOATS", 0)
+    monkeypatch.setattr(scripts.index_choice, "PCA_MIN_ROWS", 100)
+    rows = source_rows()
+    if rank is not None:
+        rng = np.random.default_rng(1)
+        low = rng.standard_normal((N, rank)) @ rng.standard_normal((rank, DIM)) + 0.02 * rng.standard_normal((N, DIM))
+        rows["embeddings"] = low.astype(np.float32).tolist()
+    build(save(tmp_path, rows), tmp_path / "out", tiny_clip, encoder=encoder)
+    assert Collection.open(tmp_path / "out").manifest.index.spec == spec

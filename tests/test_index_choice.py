@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import scripts.indexing
-from scripts.index_choice import choose_index, ivf_nlist, resolve_index_spec
-from scripts.indexing import TARGET_RECALL, build_index, tune
+from scripts.index_choice import PCA_MIN_ENERGY, choose_index, ivf_nlist, resolve_index_spec
+from scripts.indexing import TARGET_RECALL, build_index, projection_energy, tune
 from search_core.errors import BuildError
 
 
@@ -29,6 +29,39 @@ def test_choose_index_table(n, dim, spec):
     """Exact Flat while rows x dim is small, then IVF with 4*sqrt(n) lists over int8 codes, of
     half the dimensions for large collections."""
     assert choose_index(n, dim) == spec
+
+
+def test_pca_codes_only_where_the_top_directions_hold_the_energy():
+    """PCAR drops half the directions: only where they hold PCA_MIN_ENERGY of the second moment
+    (CLIP-like spectra); on flatter data every dimension is kept (RR). The energy is measured only
+    when PCAR is in question, and for half the dimensions."""
+    asked: list[int] = []
+
+    def energy(kept: float):
+        def measure(dim: int) -> float:
+            asked.append(dim)
+            return kept
+        return measure
+
+    assert choose_index(1_000_000, 512, energy(PCA_MIN_ENERGY)) == "PCAR256,IVF4000,SQ8_direct_signed"
+    assert choose_index(1_000_000, 512, energy(PCA_MIN_ENERGY - 0.01)) == "RR512,IVF4000,SQ8_direct_signed"
+    assert resolve_index_spec("auto", 1_000_000, 512, energy(0.5)) == "RR512,IVF4000,SQ8_direct_signed"
+    assert asked == [256, 256, 256]
+    assert choose_index(100_000, 512, energy(0.1)) == "RR512,IVF1264,SQ8_direct_signed"
+    assert resolve_index_spec("ivf-pca-int8", 1_000_000, 512, energy(0.1)).startswith("PCAR256,")   # asked for by name
+    assert asked == [256, 256, 256]
+
+
+def test_projection_energy_tells_a_decaying_spectrum_from_a_flat_one():
+    """The share of the second moment in the top directions: near 1 for vectors on a low-dimensional
+    subspace plus a little noise, near dim/d for isotropic ones."""
+    rng = np.random.default_rng(0)
+    flat = rng.standard_normal((4000, 64)).astype(np.float32)
+    low_rank = (rng.standard_normal((4000, 8)) @ rng.standard_normal((8, 64))
+                + 0.05 * rng.standard_normal((4000, 64))).astype(np.float32)
+    assert projection_energy(low_rank, 32) > 0.99
+    assert 0.5 < projection_energy(flat, 32) < 0.7
+    assert projection_energy(flat, 64) == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("n, dim", [(0, 512), (10, 0), (-1, 8)])
