@@ -66,7 +66,7 @@ def bench_size(n: int, queries: int, budget_s: float) -> None:
     from search_core.search import SearchService
 
     header(f"search within a book, {n:,} rows")
-    faiss.omp_set_num_threads(1)       # one query at a time, as SearchService runs them
+    faiss.omp_set_num_threads(1)       # the raw index calls below; SearchService sets its own (query_threads)
     syn = synthetic_collection(n, CACHE / f"synthetic-{n}", queries=queries)
     collection = Collection.open(syn.path)
     service = SearchService(collection, encoder_for(collection))

@@ -168,7 +168,7 @@ def measure(cand: Candidate, collection, image_q: np.ndarray, text_q: np.ndarray
                     build_s=build_s, note=note)
     text_truth = _truth(folder, embeddings, "text", text_q)
     image_truth = _truth(folder, embeddings, "image", image_q)
-    faiss.omp_set_num_threads(2)          # recall is batch work; timings below are on one thread
+    faiss.omp_set_num_threads(2)          # recall is batch work; the raw timing below is on one thread
     chosen, best = None, (-1.0, 0, 0)
     for value in _steps(index, cand.knob):
         recalls = _recalls(index, embeddings, text_q, text_truth, cand.knob, value, cand.depths)

@@ -15,13 +15,14 @@ on a quiet machine; recall does not depend on load.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from benchmarks.common import Latency, header, measure_load, mib, rss_bytes, time_calls, verdict
+from benchmarks.common import Latency, header, measure_load, mib, ratio, rss_bytes, time_calls, verdict
 
 K = 10
 SEED_SIZES = (10_000, 100_000)
@@ -32,6 +33,8 @@ FILTER_COST_TARGET = 2.0
 INDEX_MEMORY_TARGET = 0.75 * 2**30
 BUILD_TARGET_S = 600
 SEED_TARGET = {10_000: 5.0, 100_000: 30.0}
+# From this size the search threads are compared (one thread against the default, quiet and busy).
+THREADS_CHECK_MIN_ROWS = 1_000_000
 
 
 @dataclass
@@ -130,6 +133,8 @@ def bench_collection(kind: str, n: int, *, queries: int, rebuild: bool, seed_bas
                             f_lat.p95, cost, f_rec, index_file, index_s))
     raw = _raw_index_latency(collection.index, syn.queries, info.params)
     print(f"  raw index.search, 1 thread, image queries (no re-rank, no metadata): {raw}")
+    if n >= THREADS_CHECK_MIN_ROWS:
+        compare_threads(service, query_sets[-1])
     after_q = rss_bytes()
     print(f"memory: RSS +{mib(after_open['rss'] - before['rss'])} at open; after queries "
           f"+{mib(after_q['anon'] - before['anon'])} anon, +{mib(after_q['file'] - before['file'])} file-backed "
@@ -146,6 +151,25 @@ def bench_collection(kind: str, n: int, *, queries: int, rebuild: bool, seed_bas
               + (f"  (target >= {goal:.0f}x: {verdict(r50 >= goal)})" if goal else ""))
         ours.extra.update(seed_p50=seed.p50, speedup=r50)
     return rows_out
+
+
+def compare_threads(service, query_set: tuple[str, np.ndarray]) -> None:
+    """search_vector with the default search threads (search_core/query_threads.py) against one
+    thread, on a quiet machine and beside one busy process, on the same queries."""
+    from benchmarks.common import busy_process
+    from search_core.query_threads import QUERY_THREADS
+
+    name, qs = query_set
+    default = QUERY_THREADS.limit
+    for beside in ("quiet", "beside one busy process"):
+        lat = {}
+        with busy_process() if beside != "quiet" else contextlib.nullcontext():
+            for limit in (1, default):
+                QUERY_THREADS.set_limit(limit)
+                lat[limit] = timed_searches(service, qs, budget_s=15)[0]
+        QUERY_THREADS.set_limit(default)
+        print(f"  {name} queries, {beside}: 1 thread {lat[1]}; {default} threads {lat[default]}: "
+              f"{ratio(lat[default].p50, lat[1].p50)} at p50, {ratio(lat[default].p95, lat[1].p95)} at p95")
 
 
 def timed_searches(service, qs: np.ndarray, budget_s: float, **filters) -> tuple[Latency, list[list[int]]]:

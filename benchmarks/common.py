@@ -6,6 +6,8 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -102,6 +104,18 @@ def time_calls(fn: Callable[[int], object], n: int, *, warmup: int = 3, budget_s
                 break
     out.load = load
     return out
+
+
+@contextmanager
+def busy_process() -> Iterator[None]:
+    """One other process spinning on a core meanwhile: what a shared host does to a latency."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)
+        yield
+    finally:
+        spinner.kill()
+        spinner.wait()
 
 
 def rss_bytes() -> dict[str, int]:

@@ -65,9 +65,12 @@ def open_library(settings: Settings) -> Library:
     from bot.library import Library, open_edition
     from bot.shared_models import SharedModels
     from search_core.encoder import Encoder, resolve_device
+    from search_core.query_threads import QUERY_THREADS
     from search_core.text_model import TextModel
 
     hidden = load_hidden(settings)
+    if settings.search_threads is not None:
+        QUERY_THREADS.set_limit(settings.search_threads)
     try:
         resolve_device(settings.device)    # before the collections and models: seconds, not minutes
     except DeviceError as exc:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from search_core.errors import ImageSearchError
 from search_core.layout import MANIFEST
+from search_core.query_threads import MAX_LIMIT as MAX_SEARCH_THREADS
 
 # Discord allows at most 25 select options and 25 embed fields: a page never shows more hits.
 HARD_MAX_K = 25
@@ -120,6 +121,9 @@ class Settings:
     log_level: str = "INFO"
     # Seconds between checks for a rebuilt collection (a stat of each manifest.json); 0: never.
     reload_interval: float = 10.0
+    # Cores one search may use while no other search runs (search_core/query_threads.py); None:
+    # its default (2 where there are 2). 1 on a host shared with other busy processes.
+    search_threads: int | None = None
 
     def collection_names(self, guild_id: int | None) -> tuple[str, ...]:
         """The collections a server may search, its default first."""
@@ -156,6 +160,7 @@ class Settings:
             dev_guild_id=p.one_id("IMAGESEARCH_DEV_GUILD"),
             log_level=p.log_level("IMAGESEARCH_LOG_LEVEL"),
             reload_interval=p.seconds("IMAGESEARCH_RELOAD_INTERVAL", default=10.0),
+            search_threads=p.int_in("IMAGESEARCH_SEARCH_THREADS", 1, MAX_SEARCH_THREADS, default=0) or None,  # 0: unset
         )
         dev_guild = settings["dev_guild_id"]
         if dev_guild is not None and dev_guild not in settings["allowed_guilds"]:

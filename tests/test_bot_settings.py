@@ -40,6 +40,7 @@ def test_minimal_environment_parses_with_safe_defaults(env: dict[str, str]) -> N
     assert s.allowed_channels is None
     assert s.rate_limit == RateLimit(20, 60.0)
     assert s.max_k == 25 and s.dev_guild_id is None and s.device == "auto"
+    assert s.search_threads is None        # search_core's default
 
 
 def test_full_environment_parses_every_key(env: dict[str, str], tmp_path: Path) -> None:
@@ -54,6 +55,7 @@ def test_full_environment_parses_every_key(env: dict[str, str], tmp_path: Path) 
         "IMAGESEARCH_RATE_LIMIT": "3/10.5", "IMAGESEARCH_MODEL": "clip-ViT-B-32", "IMAGESEARCH_DEVICE": "cpu",
         "IMAGESEARCH_CONCEPT_THRESHOLD": "0.3", "IMAGESEARCH_IMAGE_CONCEPT_THRESHOLD": "0.4",
         "IMAGESEARCH_MAX_K": "12", "IMAGESEARCH_DEV_GUILD": GUILD, "IMAGESEARCH_LOG_LEVEL": "debug",
+        "IMAGESEARCH_SEARCH_THREADS": "1",
     })
     s = Settings.from_env(env)
     assert s.allowed_guilds == {int(GUILD), 323456789012345678}
@@ -61,6 +63,7 @@ def test_full_environment_parses_every_key(env: dict[str, str], tmp_path: Path) 
     assert s.rate_limit == RateLimit(3, 10.5)
     assert (s.concept_threshold, s.image_concept_threshold, s.max_k) == (0.3, 0.4, 12)
     assert s.dev_guild_id == int(GUILD) and s.log_level == "DEBUG" and s.audit_log == tmp_path / "audit.jsonl"
+    assert s.search_threads == 1
 
 
 def test_repr_never_shows_the_token(env: dict[str, str]) -> None:
@@ -91,6 +94,9 @@ def test_repr_never_shows_the_token(env: dict[str, str]) -> None:
     ("IMAGESEARCH_MAX_K", "100"),
     ("IMAGESEARCH_DEV_GUILD", "dev"),
     ("IMAGESEARCH_LOG_LEVEL", "loud"),
+    ("IMAGESEARCH_SEARCH_THREADS", "0"),
+    ("IMAGESEARCH_SEARCH_THREADS", "two"),
+    ("IMAGESEARCH_SEARCH_THREADS", "65"),
 ])
 def test_each_bad_value_is_named(env: dict[str, str], key: str, value: str) -> None:
     """Each invalid value raises ConfigError whose one-line message names exactly that variable."""
