@@ -366,7 +366,9 @@ def _read_embeddings(path: Path, manifest: Manifest) -> np.ndarray:
     if embeddings.shape != expected:
         raise CollectionError(f"{layout.EMBEDDINGS} has shape {embeddings.shape}; {layout.MANIFEST} "
                               f"says {expected}.")
-    return embeddings
+    # A plain ndarray over the same mapped pages: np.memmap's __getitem__ wraps every gather in a
+    # subclass instance, 10% of the re-rank's row reads (150 rows: 83 against 74 us).
+    return np.asarray(embeddings)
 
 
 def _read_faiss_index(path: Path, manifest: Manifest) -> Any:
