@@ -11,6 +11,13 @@ is that group's best. The groups found, in that order, are therefore a prefix of
 whatever the group sizes: page p is groups offset+1..offset+k of it, pages are disjoint and
 together complete. The first round fetches FIRST_ROUND_FACTOR times the groups wanted, so a page
 with a few duplicates costs one index search, not two.
+
+A big group (SCAN_ONE_FROM rows or more: an ornament reprinted in dozens of books) would fill
+that first round with its copies and send every query near it to a second index search. So an
+approximate index scans one row of each big group, its first eligible row (`scan_bitmap`), and
+the group is then scored by its best eligible row, found exactly from the embeddings
+(search_core/search.py). The answer is the same group and the same best row; a query inside a
+group of 10+ copies costs one index search.
 """
 
 from __future__ import annotations
@@ -27,6 +34,9 @@ import numpy as np
 FIRST_ROUND_FACTOR = 3
 # A later round fetches at least this many times the groups still missing.
 LATER_ROUND_FACTOR = 4
+# Groups of at least this many rows are scanned as one row by an approximate index. Smaller
+# groups cost nothing extra: a first round of 3 x 10 rows has room for a few copies of each hit.
+SCAN_ONE_FROM = 8
 
 # (n, excluded rows sorted) -> (scores, rows) of the n best eligible rows not excluded, best first;
 # fewer only when fewer rows are eligible.
@@ -101,6 +111,56 @@ class DuplicateGroups:
             previous[order[1:][same]] = order[:-1][same]
         return previous
 
+    @cached_property
+    def _big(self) -> tuple[np.ndarray, np.ndarray]:
+        """(rows of groups of SCAN_ONE_FROM+ rows, ordered by group then row; where each group starts)."""
+        order, _ = self._members
+        if order.size == 0:
+            return order, order
+        in_big = self.sizes[self.group_of[order]] >= SCAN_ONE_FROM
+        rows = order[in_big]
+        new_group = np.ones(rows.size, dtype=bool)
+        new_group[1:] = self.group_of[rows[1:]] != self.group_of[rows[:-1]]
+        return rows, np.flatnonzero(new_group)
+
+    @cached_property
+    def has_big_groups(self) -> bool:
+        return bool(self._big[0].size)
+
+    @cached_property
+    def _without_big(self) -> np.ndarray:
+        """FAISS bitmap (one bit a row, little-endian bit order) of every row outside big groups."""
+        keep = np.ones(self.rows, dtype=bool)
+        keep[self._big[0]] = False
+        return np.packbits(keep, bitorder="little")
+
+    @cached_property
+    def _heads_bitmap(self) -> np.ndarray:
+        rows, starts = self._big
+        return _with_rows(self._without_big, rows[starts])
+
+    def scan_bitmap(self, start: int, stop: int, blocked: np.ndarray) -> np.ndarray | None:
+        """The rows a collapsing approximate search scans, as a FAISS bitmap: every row except the
+        copies of each big group after its first row inside [start, stop) and not in `blocked`
+        (sorted). None when there are no big groups. Rows outside the range or blocked are left to
+        the search's other selectors."""
+        if not self.has_big_groups:
+            return None
+        if start == 0 and stop >= self.rows and not blocked.size:
+            return self._heads_bitmap          # the plain query: each group's first row, computed once
+        rows, starts = self._big
+        eligible = (rows >= start) & (rows < stop)
+        if blocked.size:
+            eligible &= ~_contains(blocked, rows)
+        positions = np.flatnonzero(eligible)
+        group_index = np.searchsorted(starts, positions, side="right") - 1
+        _, first = np.unique(group_index, return_index=True)
+        return _with_rows(self._without_big, rows[positions[first]])
+
+    def is_big(self, rows: np.ndarray) -> np.ndarray:
+        """Whether each row's group is scanned as one row (SCAN_ONE_FROM+ rows)."""
+        return self.sizes[np.asarray(self.group_of[rows], dtype=np.int64)] >= SCAN_ONE_FROM
+
     def members(self, group: int) -> np.ndarray:
         """Rows of a group, ascending."""
         size = int(self.sizes[group])
@@ -172,13 +232,20 @@ def top_groups(search: RowSearch, wanted: int, groups: DuplicateGroups, start: i
         scores_found.append(scores[first])
         rows_found.append(rows[first])
         found += first.size
-        if rows.size < n:
-            break   # every eligible row has been seen
+        if rows.size < n or found >= wanted:
+            break   # enough groups, or every eligible row has been seen
         excluded = np.union1d(excluded, groups.rows_of_groups_of(rows[first], start, stop))
         fetch = (wanted - found) * LATER_ROUND_FACTOR
     if not rows_found:
         return np.empty(0, np.float32), np.empty(0, np.int64)
     return np.concatenate(scores_found), np.concatenate(rows_found)
+
+
+def _with_rows(bitmap: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """A copy of a little-endian FAISS bitmap with `rows` set."""
+    out = bitmap.copy()
+    np.bitwise_or.at(out, rows >> 3, (1 << (rows & 7)).astype(np.uint8))
+    return out
 
 
 def _contains(sorted_values: np.ndarray, items: np.ndarray) -> np.ndarray:

@@ -262,7 +262,7 @@ class SearchService:
                               collapsed=groups is not None)
 
         def search_rows(n: int, excluded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return self._top_rows(query, n, start, stop, excluded)
+            return self._top_rows(query, n, start, stop, excluded, groups)
 
         if groups is None:
             scores, rows = search_rows(wanted, blocked)
@@ -357,13 +357,14 @@ class SearchService:
         blocked = np.union1d(self.hidden_rows, excluded)
         return blocked[(blocked >= start) & (blocked < stop)]
 
-    def _top_rows(self, query: np.ndarray, n: int, start: int, stop: int,
-                  blocked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _top_rows(self, query: np.ndarray, n: int, start: int, stop: int, blocked: np.ndarray,
+                  groups: DuplicateGroups | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The first n (scores, rows) of this query's ranking of the rows in [start, stop) not in
         `blocked`: the same ranking whatever n, so pages never repeat or skip a row.
 
         Exact searches (a Flat index, a range small enough to score directly) give one ranking
-        at any depth. An approximate index's ranking is built in tiers (RANK_TIER).
+        at any depth. An approximate index's ranking is built in tiers (RANK_TIER). `groups`: a
+        collapsing search, which scans one row of each big group (search_core/collapse.py).
         """
         total = (stop - start) - blocked.size
         n = min(n, total)
@@ -374,7 +375,7 @@ class SearchService:
         depth = RANK_TIER
         while rows.size < n:
             tier = min(depth, total)
-            tier_scores, tier_rows = self._top(query, tier, start, stop, blocked)
+            tier_scores, tier_rows = self._top(query, tier, start, stop, blocked, groups)
             new = ~np.isin(tier_rows, rows)
             take = tier - rows.size
             scores = np.concatenate([scores, tier_scores[new][:take]])
@@ -388,8 +389,8 @@ class SearchService:
         """A year range narrow enough to score its rows directly (EXACT_SEARCH_MAX_ROWS)."""
         return stop - start < self.collection.rows and stop - start <= EXACT_SEARCH_MAX_ROWS
 
-    def _top(self, query: np.ndarray, n: int, start: int, stop: int,
-             blocked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _top(self, query: np.ndarray, n: int, start: int, stop: int, blocked: np.ndarray,
+             groups: DuplicateGroups | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top n eligible rows: exact where cheap or needed, else from the index and re-ranked.
 
         An approximate index that comes back short (a filter it cannot satisfy) sends the query
@@ -398,23 +399,33 @@ class SearchService:
         too_deep = candidate_count(n, self.collection.manifest.index.rerank) > MAX_APPROX_CANDIDATES
         if not self._exact_index and (self._exact_range(start, stop) or too_deep):
             return self._exact_search(query[0], n, start, stop, blocked)
-        scores, rows = self._faiss_search(query, n, start, stop, blocked)
+        scores, rows = self._faiss_search(query, n, start, stop, blocked, groups)
         if rows.size < n:
             log.info("index returned %d of %d eligible hits; searching the eligible rows exactly", rows.size, n)
             scores, rows = self._exact_search(query[0], n, start, stop, blocked)
         return scores, rows
 
-    def _faiss_search(self, query: np.ndarray, n: int, start: int, stop: int,
-                      blocked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Top n eligible rows from the index; may return fewer with an approximate index."""
+    def _faiss_search(self, query: np.ndarray, n: int, start: int, stop: int, blocked: np.ndarray,
+                      groups: DuplicateGroups | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top n eligible rows from the index; may return fewer with an approximate index.
+
+        `groups` (collapsing, approximate index): one row of each big group is scanned, and a hit
+        of a big group is replaced by the group's best eligible row, scored exactly.
+        """
         import faiss
 
         keep: list[Any] = []   # SWIG selectors hold raw pointers to each other: keep them alive
         selector = None
+        scan = groups.scan_bitmap(start, stop, blocked) if groups is not None and not self._exact_index else None
+        if scan is not None:
+            selector = faiss.IDSelectorBitmap(self.collection.rows, faiss.swig_ptr(scan))
+            keep += [scan, selector]
         if start > 0 or stop < self.collection.rows:
             # Rows were added in order, so every IVF list holds ascending ids: with assume_sorted
             # FAISS binary-searches each list for the range instead of testing every entry.
-            selector = faiss.IDSelectorRange(start, stop, True)
+            in_range = faiss.IDSelectorRange(start, stop, True)
+            keep.append(in_range)
+            selector = in_range if selector is None else faiss.IDSelectorAnd(selector, in_range)
             keep.append(selector)
         if blocked.size:
             blocked = np.ascontiguousarray(blocked, dtype=np.int64)
@@ -441,7 +452,27 @@ class SearchService:
             valid &= ~np.isin(rows, blocked)
         if self._exact_index:
             return scores[valid], rows[valid]
-        return rerank(self.collection.embeddings, query[0], rows[valid], n)
+        if scan is None:
+            return rerank(self.collection.embeddings, query[0], rows[valid], n)
+        scores, rows = rerank(self.collection.embeddings, query[0], rows[valid], fetch)
+        scores, rows = self._best_of_big_groups(query[0], scores, rows, groups, start, stop, blocked)
+        order = np.lexsort((rows, -scores))[:n]
+        return scores[order], rows[order]
+
+    def _best_of_big_groups(self, query: np.ndarray, scores: np.ndarray, rows: np.ndarray, groups: DuplicateGroups,
+                            start: int, stop: int, blocked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each hit of a big group (scanned as its first eligible row) replaced by the group's best
+        eligible row and its exact score, so the group ranks and shows as if every copy was scanned."""
+        big = np.flatnonzero(groups.is_big(rows))
+        if not big.size:
+            return scores, rows
+        scores, rows = scores.copy(), rows.copy()
+        for i in big.tolist():
+            members = groups.eligible_members(int(groups.group_of[rows[i]]), start, stop, blocked)
+            member_scores = inner_products(self.collection.embeddings[members], query)
+            best = int(np.argmax(member_scores))     # the first of equal scores: the smallest row
+            scores[i], rows[i] = member_scores[best], members[best]
+        return scores, rows
 
     def _search_params(self, selector: Any, share: float = 1.0, fetch: int = 0) -> Any:
         """FAISS search parameters carrying the manifest's nprobe / efSearch (index_params)."""

@@ -15,7 +15,7 @@ import pytest
 
 from search_core import layout
 from search_core import search as search_module
-from search_core.collapse import DuplicateGroups, check_group_ids
+from search_core.collapse import SCAN_ONE_FROM, DuplicateGroups, check_group_ids
 from search_core.collection import Collection
 from search_core.errors import CollectionError, QueryError
 from search_core.search import SearchService
@@ -187,6 +187,89 @@ def test_a_page_without_copies_costs_one_index_search(flat: Collection, data: tu
     calls.clear()
     svc.search_vector(vectors[member_of_group(group_of, 120)], k=9)
     assert len(calls) == 2     # the big group filled the first round; the second excluded it
+
+
+@pytest.fixture(scope="module")
+def ivf_all(tmp_path_factory: pytest.TempPathFactory, data: tuple[np.ndarray, np.ndarray]) -> Collection:
+    """An approximate index told to probe every list, so its answers can be compared with exact ones."""
+    folder = tmp_path_factory.mktemp("grouped") / "ivf-all"
+    return Collection.open(write_collection(folder, data[0], years=YEARS, file_names=NAMES, index_spec="IVF16,Flat",
+                                            index_params={"nprobe": 16}, groups=data[1], rerank=60))
+
+
+@pytest.mark.parametrize("size", [120, 40, 13, 8])
+def test_a_query_inside_a_big_group_costs_one_index_search(ivf_all: Collection, data: tuple[np.ndarray, np.ndarray],
+                                                          monkeypatch: pytest.MonkeyPatch, size: int) -> None:
+    """An approximate index scans one row of each group of SCAN_ONE_FROM+ copies, so the copies of
+    the group a query sits in leave room for the other groups: one index search, and the page is
+    still the exact one (each group's best row, by its best score)."""
+    vectors, group_of = data
+    assert size >= SCAN_ONE_FROM
+    svc = service(ivf_all)
+    searches: list[int] = []
+    monkeypatch.setattr(svc.collection, "index", _CountingIndex(svc.collection.index, searches))
+    q = vectors[member_of_group(group_of, size)]
+    page = svc.search_vector(q, k=9)
+    assert len(searches) == 1
+    assert [(h.row, h.group_size) for h in page.hits] == reference(vectors, group_of, q, np.arange(N))[:9]
+
+
+def test_a_big_group_shows_its_best_row_not_the_row_scanned(ivf_all: Collection,
+                                                            data: tuple[np.ndarray, np.ndarray]) -> None:
+    """The row scanned for a big group is its first eligible one; the hit is the group's best
+    eligible row and score, also when the first row is outside the year range or hidden."""
+    vectors, group_of = data
+    members = np.flatnonzero(group_of == group_of[member_of_group(group_of, 120)])
+    best = int(members[-1])                     # a late copy: not the row the scan reads
+    q = vectors[best]
+    hit = service(ivf_all).search_vector(q, k=1).hits[0]
+    assert (hit.row, hit.group_size) == (best, 120)
+    assert hit.score == pytest.approx(float(vectors[best] @ q), abs=1e-5)
+    year_from = YEARS[int(members[len(members) // 2])]        # the first copies fall outside the range
+    inside = members[np.asarray(YEARS)[members] >= year_from]
+    hit = service(ivf_all).search_vector(q, k=1, year_from=year_from).hits[0]
+    assert (hit.row, hit.group_size) == (best, inside.size)
+    hidden = tuple(NAMES[r] for r in members[:5].tolist()) + (NAMES[best],)
+    hit = service(ivf_all, hidden).search_vector(q, k=1).hits[0]
+    others = members[5:-1]
+    assert hit.row == int(others[np.lexsort((others, -(vectors[others] @ q)))[0]]) and hit.group_size == 114
+
+
+def test_scan_bitmap_holds_every_row_but_the_later_copies_of_big_groups(data: tuple[np.ndarray, np.ndarray]) -> None:
+    """Brute force over random ranges and blocked rows: the bitmap holds every row outside big
+    groups, and of each big group only its first row inside the range and not blocked."""
+    _, group_of = data
+    groups = DuplicateGroups(group_of)
+    sizes = np.bincount(group_of, minlength=N)
+    rng = np.random.default_rng(1)
+    cases = [(0, N, np.empty(0, np.int64))]
+    for _ in range(20):
+        start, stop = sorted(rng.integers(0, N + 1, 2).tolist())
+        cases.append((start, stop, np.unique(rng.choice(N, rng.integers(0, 200)))))
+    for start, stop, blocked in cases:
+        expected = sizes[group_of] < SCAN_ONE_FROM
+        for g in np.flatnonzero(sizes >= SCAN_ONE_FROM).tolist():
+            rows = np.flatnonzero(group_of == g)
+            rows = rows[(rows >= start) & (rows < stop) & ~np.isin(rows, blocked)]
+            if rows.size:
+                expected[rows[0]] = True
+        bits = np.unpackbits(groups.scan_bitmap(start, stop, blocked), bitorder="little")[:N].astype(bool)
+        assert np.array_equal(bits, expected)
+    assert DuplicateGroups(np.array([0, 0, 2, 3], np.int32)).scan_bitmap(0, 4, np.empty(0, np.int64)) is None
+
+
+class _CountingIndex:
+    """A FAISS index whose searches are counted."""
+
+    def __init__(self, index, calls: list) -> None:
+        self._index, self._calls = index, calls
+
+    def __getattr__(self, name):
+        return getattr(self._index, name)
+
+    def search(self, *args, **kwargs):
+        self._calls.append(args[1])
+        return self._index.search(*args, **kwargs)
 
 
 # --- expanding a group ---------------------------------------------------------------------------
