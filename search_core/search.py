@@ -437,7 +437,7 @@ class SearchService:
             keep.append(selector)
         fetch = n if self._exact_index else candidate_count(n, self.collection.manifest.index.rerank)
         params = self._search_params(selector, share=(stop - start) / max(self.collection.rows, 1), fetch=fetch)
-        with QUERY_THREADS.claim():
+        with QUERY_THREADS.claim(lists=getattr(params, "nprobe", 0)):
             try:
                 scores, rows = self.collection.index.search(query, fetch, params=params)
             except RuntimeError as exc:

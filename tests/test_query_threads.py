@@ -12,7 +12,12 @@ import pytest
 from bot.__main__ import open_library
 from bot.settings import Settings
 from search_core.collection import Collection
-from search_core.query_threads import QUERY_THREADS, QueryThreads, split_lists_between_threads
+from search_core.query_threads import (
+    MIN_LISTS_PER_THREAD,
+    QUERY_THREADS,
+    QueryThreads,
+    split_lists_between_threads,
+)
 from search_core.search import SearchService
 from tests.fixtures.synthetic_collection import FakeEncoder, unit_vectors, write_collection
 
@@ -27,7 +32,7 @@ def test_a_search_alone_gets_the_limit_and_one_beside_another_gets_one_thread():
     seen: dict[str, int] = {}
 
     def first() -> None:
-        with threads.claim() as count:
+        with threads.claim(lists=64) as count:
             seen["first"], seen["first_omp"] = count, faiss.omp_get_max_threads()
             inside.set()
             release.wait(10)
@@ -35,13 +40,22 @@ def test_a_search_alone_gets_the_limit_and_one_beside_another_gets_one_thread():
     worker = threading.Thread(target=first)
     worker.start()
     assert inside.wait(10)
-    with threads.claim() as count:
+    with threads.claim(lists=64) as count:
         seen["second"], seen["second_omp"] = count, faiss.omp_get_max_threads()
     release.set()
     worker.join(10)
-    with threads.claim() as count:
+    with threads.claim(lists=64) as count:
         seen["third"] = count
     assert seen == {"first": 2, "first_omp": 2, "second": 1, "second_omp": 1, "third": 2}
+
+
+@pytest.mark.parametrize("lists, expected", [(0, 1), (1, 1), (MIN_LISTS_PER_THREAD * 2 - 1, 1),
+                                             (MIN_LISTS_PER_THREAD * 2, 2), (160, 2)])
+def test_a_second_thread_only_for_enough_lists(lists, expected):
+    """A search of few inverted lists (or none: HNSW, Flat) stays on one thread: a thread team
+    costs more than it saves there, and a waiting thread still risks the barrier's stall."""
+    with QueryThreads(limit=2).claim(lists=lists) as count:
+        assert count == expected and faiss.omp_get_max_threads() == expected
 
 
 def test_the_thread_count_is_restored_after_a_search():
@@ -71,14 +85,15 @@ def test_ivf_lists_are_shared_between_threads_and_other_indexes_are_left_alone()
 def ivf_service(tmp_path_factory: pytest.TempPathFactory) -> SearchService:
     vectors = unit_vectors(3000, DIM, seed=11)
     folder = write_collection(tmp_path_factory.mktemp("threads") / "c", vectors, years=[1800 + i // 30 for i in range(3000)],
-                              index_spec="IVF16,SQ8", index_params={"nprobe": 8}, rerank=40)
+                              index_spec="IVF32,SQ8", index_params={"nprobe": 16}, rerank=40)
     return SearchService(Collection.open(folder), FakeEncoder(DIM))
 
 
 def test_hits_are_the_same_on_one_thread_and_on_two(ivf_service: SearchService):
     """Splitting the lists changes who scans them, not what is found: rows and scores agree, for
-    plain, filtered and deeper pages."""
+    plain, filtered and deeper pages (16 lists and more: two threads when allowed)."""
     assert faiss.extract_index_ivf(ivf_service.collection.index).parallel_mode == 1
+    assert ivf_service.collection.manifest.index.params["nprobe"] >= 2 * MIN_LISTS_PER_THREAD
     queries = unit_vectors(20, DIM, seed=12)
     before = QUERY_THREADS.limit
 
