@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image
 
 from search_core.errors import BuildError, DeviceError
+from search_core.query_threads import QUERY_THREADS
 
 log = logging.getLogger(__name__)
 
@@ -188,14 +189,16 @@ class Encoder:
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """float32 [n, dim], unit length."""
-        vecs = self.model.encode(list(texts), convert_to_numpy=True, normalize_embeddings=False,
-                                 show_progress_bar=False)
+        with QUERY_THREADS.busy():          # a search meanwhile leaves the cores to torch
+            vecs = self.model.encode(list(texts), convert_to_numpy=True, normalize_embeddings=False,
+                                     show_progress_bar=False)
         return _unit_rows(vecs)
 
     def encode_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
         """float32 [n, dim], unit length. Images should already be RGB."""
-        vecs = self.model.encode(list(images), batch_size=batch_size, convert_to_numpy=True,
-                                 normalize_embeddings=False, show_progress_bar=False)
+        with QUERY_THREADS.busy():
+            vecs = self.model.encode(list(images), batch_size=batch_size, convert_to_numpy=True,
+                                     normalize_embeddings=False, show_progress_bar=False)
         return _unit_rows(vecs)
 
     # --- Split preprocessing from the model, so a build can overlap the two -----------------

@@ -8,8 +8,9 @@ p50 1.15 / p95 1.57 ms to 0.60 / 0.68 ms on this 2-core machine (1M hard rows, q
 The catch is OpenMP's end-of-search barrier: the query waits for its slowest thread, and a
 thread that finds its core taken waits for a time slice. Beside one busy process the same scan
 went to p95 4.6 ms, p99 30 ms, against 1.0 ms on one thread. Two searches of this process at
-once would do that to each other, so a search gets the extra thread only while it is the only one
-running in the process (all collections share the cores). Other busy processes cannot be seen
+once would do that to each other, and so would a query being encoded (torch uses every core), so
+a search gets the extra thread only while nothing else of the kind runs in the process (all
+collections share the cores). Other busy processes cannot be seen
 from here: on a shared host set IMAGESEARCH_SEARCH_THREADS=1 (bot) or call ``set_limit(1)``.
 """
 
@@ -49,6 +50,18 @@ class QueryThreads:
     def set_limit(self, limit: int) -> None:
         """The most threads one search may use; 1 turns intra-query parallelism off."""
         self.limit = _checked(limit)
+
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        """Mark other CPU-heavy work of this process (encoding a query) while it runs: a search
+        meanwhile keeps to one thread."""
+        with self._lock:
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running -= 1
 
     @contextlib.contextmanager
     def claim(self, lists: int = 0) -> Iterator[int]:

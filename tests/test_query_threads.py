@@ -58,6 +58,32 @@ def test_a_second_thread_only_for_enough_lists(lists, expected):
         assert count == expected and faiss.omp_get_max_threads() == expected
 
 
+def test_a_search_while_a_query_is_encoded_keeps_to_one_thread(tiny_clip: Path):
+    """Encoding (torch, every core) marks the process busy: a search claiming meanwhile gets one
+    thread, and two again once the encoding is done."""
+    from search_core.encoder import Encoder
+
+    encoder = Encoder.load(str(tiny_clip), device="cpu")
+    seen: list[int] = []
+    original = encoder.model.encode
+
+    def encode_and_search(*args, **kwargs):
+        with QUERY_THREADS.claim(lists=64) as count:
+            seen.append(count)
+        return original(*args, **kwargs)
+
+    before = QUERY_THREADS.limit
+    try:
+        QUERY_THREADS.set_limit(2)
+        encoder.model.encode = encode_and_search
+        encoder.encode_text(["a ship"])
+        with QUERY_THREADS.claim(lists=64) as count:
+            seen.append(count)
+    finally:
+        QUERY_THREADS.set_limit(before)
+    assert seen == [1, 2]
+
+
 def test_the_thread_count_is_restored_after_a_search():
     before = faiss.omp_get_max_threads()
     with QueryThreads(limit=1).claim():
