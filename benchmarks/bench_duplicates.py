@@ -11,7 +11,8 @@ and what collapsing costs a query.
    build time and the embedding time of a full build, on this CPU (BENCHMARKS.md section 1) and at
    the GPU rates of /work/shared/anchors (ratios printed against the target of 10%).
 3. Query cost: SearchService.search_vector with and without collapse, interleaved in one process,
-   for held-out queries and for queries inside a group of copies (target: at most 1.20x).
+   for held-out queries and for queries inside a group of copies (target: at most 1.20x); and
+   how far the collapsed answer is from the exact one (groups found, best rows shown).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ GROUPING_SHARE_TARGET = 0.10
 # to find. The cost does not depend on the threshold.
 DATA_THRESHOLD = 0.95
 QUERY_COST_TARGET = 1.20
+# Queries per set whose collapsed answer is checked against an exact one (an exact search each).
+RECALL_QUERIES = 100
 
 
 # --- 1. threshold ---------------------------------------------------------------------------------
@@ -204,8 +207,37 @@ def measure_queries(folder: Path, n_queries: int) -> dict:
         print(f"{label}: collapse p50 {p50_on:.2f} / p95 {p95_on:.2f} ms, plain p50 {p50_off:.2f} / p95 "
               f"{p95_off:.2f} ms; collapse costs {cost:.2f}x at p50 (target <= {QUERY_COST_TARGET:.2f}x: "
               f"{verdict(cost <= QUERY_COST_TARGET)}), {ratio(p95_on, p95_off)} at p95 ({load})")
-        out[label] = {"p50": (p50_on, p50_off), "p95": (p95_on, p95_off), "cost": cost}
+        groups_recall, rows_same = collapsed_recall(service, qs[:RECALL_QUERIES])
+        print(f"  collapsed recall@10 against the exact collapsed answer: {groups_recall:.3f} of the groups; "
+              f"{rows_same:.3f} of the groups found shown by their exact best row")
+        out[label] = {"p50": (p50_on, p50_off), "p95": (p95_on, p95_off), "cost": cost,
+                      "recall": groups_recall, "best_rows": rows_same}
     return out
+
+
+def collapsed_recall(service, qs: np.ndarray, k: int = 10) -> tuple[float, float]:
+    """(share of the exact top-k groups found, share of found groups shown by their exact best row).
+
+    Exact answer: the rows ranked by exact inner product, each group at its first (best) row."""
+    import faiss
+
+    collection = service.collection
+    group_of = np.asarray(collection.groups.group_of)
+    depth = min(collection.rows, k + int(collection.groups.sizes.max()) * k)
+    _, exact = faiss.knn(np.ascontiguousarray(qs, dtype=np.float32), np.asarray(collection.embeddings),
+                         depth, metric=faiss.METRIC_INNER_PRODUCT)
+    found_groups, same_rows = [], []
+    for q, ranked in zip(qs, exact):
+        best: dict[int, int] = {}
+        for row in ranked.tolist():
+            best.setdefault(int(group_of[row]), row)
+            if len(best) == k:
+                break
+        hits = service.search_vector(q, k=k).hits
+        found = {int(group_of[h.row]): h.row for h in hits}
+        found_groups.append(len(found.keys() & best.keys()) / k)
+        same_rows += [found[g] == best[g] for g in found.keys() & best.keys()]
+    return float(np.mean(found_groups)), float(np.mean(same_rows)) if same_rows else float("nan")
 
 
 def main(argv: list[str] | None = None) -> dict:
