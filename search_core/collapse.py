@@ -13,11 +13,13 @@ together complete. The first round fetches FIRST_ROUND_FACTOR times the groups w
 with a few duplicates costs one index search, not two.
 
 A big group (SCAN_ONE_FROM rows or more: an ornament reprinted in dozens of books) would fill
-that first round with its copies and send every query near it to a second index search. So an
-approximate index scans one row of each big group, its first eligible row (`scan_bitmap`), and
-the group is then scored by its best eligible row, found exactly from the embeddings
-(search_core/search.py). The answer is the same group and the same best row; a query inside a
-group of 10+ copies costs one index search.
+that first round with its copies and send every query near it to a second and third index
+search. So an approximate index scans one row of each big group, its first eligible row
+(`scan_bitmap`), and a group among the hits is then shown by its best eligible row, scored
+exactly from the embeddings (search_core/search.py). At 1M hard rows a query inside a group of
+10+ copies then costs 1.22x a plain search instead of 1.66x, held-out text queries 1.15x instead
+of 1.04x, and the collapsed answer keeps its recall against the exact one (0.969 against 0.972
+for text queries, 0.967 against 0.971 inside groups; every group shown by its exact best row).
 """
 
 from __future__ import annotations

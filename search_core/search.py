@@ -454,15 +454,18 @@ class SearchService:
             return scores[valid], rows[valid]
         if scan is None:
             return rerank(self.collection.embeddings, query[0], rows[valid], n)
-        scores, rows = rerank(self.collection.embeddings, query[0], rows[valid], fetch)
-        scores, rows = self._best_of_big_groups(query[0], scores, rows, groups, start, stop, blocked)
-        order = np.lexsort((rows, -scores))[:n]
-        return scores[order], rows[order]
+        scores, rows = rerank(self.collection.embeddings, query[0], rows[valid], n)
+        return self._best_of_big_groups(query[0], scores, rows, groups, start, stop, blocked)
 
     def _best_of_big_groups(self, query: np.ndarray, scores: np.ndarray, rows: np.ndarray, groups: DuplicateGroups,
                             start: int, stop: int, blocked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each hit of a big group (scanned as its first eligible row) replaced by the group's best
-        eligible row and its exact score, so the group ranks and shows as if every copy was scanned."""
+        eligible row and its exact score, so the group shows its best copy and ranks by it.
+
+        Only hits already among the n kept: scoring a group costs a read of every copy (up to
+        hundreds of rows), and a copy scores within a few hundredths of its group's best, so a
+        group just below the cut gains its place in a deeper tier instead.
+        """
         big = np.flatnonzero(groups.is_big(rows))
         if not big.size:
             return scores, rows
@@ -472,7 +475,8 @@ class SearchService:
             member_scores = inner_products(self.collection.embeddings[members], query)
             best = int(np.argmax(member_scores))     # the first of equal scores: the smallest row
             scores[i], rows[i] = member_scores[best], members[best]
-        return scores, rows
+        order = np.lexsort((rows, -scores))
+        return scores[order], rows[order]
 
     def _search_params(self, selector: Any, share: float = 1.0, fetch: int = 0) -> Any:
         """FAISS search parameters carrying the manifest's nprobe / efSearch (index_params)."""
