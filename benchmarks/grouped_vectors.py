@@ -77,8 +77,10 @@ def grouped_vectors(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return vectors, first_row[labels].astype(np.int32)
 
 
-def queries(n: int, q: int, seed: int = 0) -> np.ndarray:
-    """Held-out points from the same latent distribution (no copies), unit rows."""
-    rng = np.random.default_rng(seed)
-    spectrum, basis = _basis(rng)
+def queries(n: int, q: int, seed: int = 0, data_seed: int = 0) -> np.ndarray:
+    """Held-out points from the latent distribution of grouped_vectors(n, data_seed) (no copies),
+    unit rows. The basis comes from data_seed: drawn from `seed` instead (as before 2026-12-01),
+    the queries lay off the rows' subspace, and an index tuned to recall@10 0.98 on its rows found
+    0.87 of their neighbours."""
+    spectrum, basis = _basis(np.random.default_rng(data_seed))
     return _points(q, np.random.default_rng(seed + 1), spectrum, basis)
