@@ -53,6 +53,25 @@ def inner_products(rows: np.ndarray, query: np.ndarray) -> np.ndarray:
     return out
 
 
+def row_inner_products(embeddings: np.ndarray, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """``embeddings[rows] @ query`` without copying the rows out first.
+
+    FAISS reads each row where it lies (in the memory map): for 150 scattered rows of a 1M-row
+    ``embeddings.npy`` 56-63 us, against 117-164 us to gather them and then score the copy.
+    """
+    import faiss
+
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    if embeddings.dtype != np.float32 or not embeddings.flags.c_contiguous:
+        return inner_products(embeddings[rows], query)
+    query = np.ascontiguousarray(query, dtype=np.float32).reshape(-1)
+    out = np.empty(len(rows), np.float32)
+    if len(rows):
+        faiss.fvec_inner_products_by_idx(faiss.swig_ptr(out), faiss.swig_ptr(query), faiss.swig_ptr(embeddings),
+                                         faiss.swig_ptr(rows), embeddings.shape[1], 1, len(rows))
+    return out
+
+
 def candidate_count(n: int, per_ten: int | None = None) -> int:
     """How many candidates to fetch from an approximate index to return n hits: for the first
     10, `per_ten` (the build's tuned depth, measured for recall@10; None: DEFAULT_RERANK); for
@@ -74,6 +93,6 @@ def rerank(embeddings: np.ndarray, query: np.ndarray, candidates: np.ndarray,
     rows = np.unique(candidates[candidates >= 0]).astype(np.int64)   # sorted: sequential reads
     if rows.size == 0:
         return np.empty(0, np.float32), rows
-    scores = inner_products(embeddings[rows], query)
+    scores = row_inner_products(embeddings, rows, query)
     order = np.lexsort((rows, -scores))[:n]
     return scores[order], rows[order]

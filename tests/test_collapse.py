@@ -235,6 +235,29 @@ def test_a_big_group_shows_its_best_row_not_the_row_scanned(ivf_all: Collection,
     assert hit.row == int(others[np.lexsort((others, -(vectors[others] @ q)))[0]]) and hit.group_size == 114
 
 
+def test_the_plain_query_builds_its_selectors_once_and_still_hides_rows(ivf_all: Collection,
+                                                                         data: tuple[np.ndarray, np.ndarray],
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Queries without a year range or excluded rows reuse one set of FAISS parameters per depth
+    (hidden rows and the big-group scan included); a filtered query builds its own; hidden rows
+    stay out of every answer."""
+    vectors, group_of = data
+    members = np.flatnonzero(group_of == group_of[member_of_group(group_of, 40)])
+    hidden = tuple(NAMES[r] for r in members[:3].tolist())
+    svc = service(ivf_all, hidden)
+    setups = []
+    original = svc._search_setup
+    monkeypatch.setattr(svc, "_search_setup", lambda *a: setups.append(a[0]) or original(*a))
+    pages = [svc.search_vector(vectors[r], k=9) for r in members[:3].tolist() + [5, 6]]
+    assert len(setups) == 1
+    assert all(h.row not in set(members[:3].tolist()) for p in pages for h in p.hits)
+    assert pages[0].hits[0].group_size == 37
+    monkeypatch.setattr(search_module, "EXACT_SEARCH_MAX_ROWS", 0)     # the range goes through FAISS too
+    svc.search_vector(vectors[5], k=9, year_from=1850)
+    svc.search_vector(vectors[6], k=9, year_from=1850)
+    assert len(setups) == 3
+
+
 def test_scan_bitmap_holds_every_row_but_the_later_copies_of_big_groups(data: tuple[np.ndarray, np.ndarray]) -> None:
     """Brute force over random ranges and blocked rows: the bitmap holds every row outside big
     groups, and of each big group only its first row inside the range and not blocked."""
