@@ -235,6 +235,30 @@ def test_a_big_group_shows_its_best_row_not_the_row_scanned(ivf_all: Collection,
     assert hit.row == int(others[np.lexsort((others, -(vectors[others] @ q)))[0]]) and hit.group_size == 114
 
 
+def test_pages_over_all_groups_with_the_big_group_scan(ivf_all: Collection,
+                                                      data: tuple[np.ndarray, np.ndarray]) -> None:
+    """Paging an approximate index that scans one row of each big group: across every page each
+    group comes once (every group of the collection, ranks running on), always shown by its best
+    row for the query, with its full size."""
+    vectors, group_of = data
+    q = vectors[member_of_group(group_of, 120)]
+    svc = service(ivf_all)
+    hits = []
+    for offset in range(0, N, 50):
+        page = svc.search_vector(q, k=50, offset=offset)
+        hits += page.hits
+        if not page.has_next:
+            break
+    groups = [int(group_of[h.row]) for h in hits]
+    assert len(groups) == len(set(groups)) == np.unique(group_of).size
+    assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
+    exact_best: dict[int, int] = {}
+    for row in np.lexsort((np.arange(N), -(vectors @ q))).tolist():
+        exact_best.setdefault(int(group_of[row]), row)
+    sizes = np.bincount(group_of, minlength=N)
+    assert all(h.row == exact_best[g] and h.group_size == sizes[g] for h, g in zip(hits, groups))
+
+
 def test_the_plain_query_builds_its_selectors_once_and_still_hides_rows(ivf_all: Collection,
                                                                          data: tuple[np.ndarray, np.ndarray],
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
