@@ -189,6 +189,9 @@ def synthetic_collection(n: int, folder: Path | None = None, *, kind: str = "eas
 
     folder = Path(folder) if folder is not None else CACHE / f"synthetic-{kind}-{n}"
     source, image_q, text_q = synthetic_source(n, kind=kind, seed=seed, queries=queries, rebuild=rebuild)
+    # "index" is the size-based choice, a cache key: the build itself may keep every dimension
+    # where the data's spectrum is flat (scripts/index_choice.py, PCA_MIN_ENERGY), as the easy 1M
+    # collection does; its manifest says what was built.
     want = {"kind": kind, "n": n, "seed": seed, "version": DATA_VERSION, "build": BUILD_VERSION,
             "index": resolve_index_spec(index, n, DIM)}
     if kind == "easy":
