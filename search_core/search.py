@@ -410,17 +410,22 @@ class SearchService:
                       groups: DuplicateGroups | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top n eligible rows from the index; may return fewer with an approximate index.
 
-        `groups` (collapsing, approximate index): one row of each big group is scanned, and a hit
-        of a big group is replaced by the group's best eligible row, scored exactly.
+        `groups` (collapsing, approximate index, no year range): one row of each big group is
+        scanned, and a hit of a big group is replaced by the group's best eligible row, scored
+        exactly. A year range keeps to the plain scan: FAISS narrows each list to the range's
+        stretch only when the range is the whole selector (1M hard rows, 11% range: 2.27x the
+        unfiltered query's cost with the scan's bitmap joined to it, 1.22x without).
         """
         fetch = n if self._exact_index else candidate_count(n, self.collection.manifest.index.rerank)
         # The common query (no year range, nothing blocked but the hidden rows) gets parameters
         # and selectors built once per depth: 30-50 us a query, more with a long takedown list.
-        plain = start == 0 and stop >= self.collection.rows and blocked.size == self.hidden_rows.size
+        ranged = start > 0 or stop < self.collection.rows
+        plain = not ranged and blocked.size == self.hidden_rows.size
         key = (fetch, groups is not None)
         setup = self._plain_setups.get(key) if plain else None
         if setup is None:
-            scan = groups.scan_bitmap(start, stop, blocked) if groups is not None and not self._exact_index else None
+            scan = (groups.scan_bitmap(start, stop, blocked) if groups is not None and not self._exact_index
+                    and not ranged else None)
             setup = self._search_setup(fetch, start, stop, blocked, scan)
             if plain:
                 self._plain_setups[key] = setup
