@@ -138,14 +138,19 @@ def test_unfiltered_pages_cover_every_group_once(flat: Collection, data: tuple[n
     """Across the whole collection, pages of 50 groups list all groups once, in the exact order."""
     vectors, group_of = data
     q = vectors[member_of_group(group_of, 40)]
-    svc = service(flat)
+    hits = every_page(service(flat), q)
+    assert [(h.row, h.group_size) for h in hits] == reference(vectors, group_of, q, np.arange(N))
+
+
+def every_page(svc: SearchService, q: np.ndarray, k: int = 50) -> list:
+    """All hits of a query, page after page until there is no next."""
     hits = []
-    for offset in range(0, N, 50):
-        page = svc.search_vector(q, k=50, offset=offset)
+    for offset in range(0, N, k):
+        page = svc.search_vector(q, k=k, offset=offset)
         hits += page.hits
         if not page.has_next:
             break
-    assert [(h.row, h.group_size) for h in hits] == reference(vectors, group_of, q, np.arange(N))
+    return hits
 
 
 def test_hidden_rows_shrink_their_group_or_remove_it(flat: Collection, data: tuple[np.ndarray, np.ndarray]) -> None:
@@ -242,13 +247,7 @@ def test_pages_over_all_groups_with_the_big_group_scan(ivf_all: Collection,
     row for the query, with its full size."""
     vectors, group_of = data
     q = vectors[member_of_group(group_of, 120)]
-    svc = service(ivf_all)
-    hits = []
-    for offset in range(0, N, 50):
-        page = svc.search_vector(q, k=50, offset=offset)
-        hits += page.hits
-        if not page.has_next:
-            break
+    hits = every_page(service(ivf_all), q)
     groups = [int(group_of[h.row]) for h in hits]
     assert len(groups) == len(set(groups)) == np.unique(group_of).size
     assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
