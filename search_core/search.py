@@ -445,10 +445,10 @@ class SearchService:
             valid &= ~np.isin(rows, blocked)
         if self._exact_index:
             return scores[valid], rows[valid]
-        if not scanned:
-            return rerank(self.collection.embeddings, query[0], rows[valid], n)
         scores, rows = rerank(self.collection.embeddings, query[0], rows[valid], n)
-        return self._best_of_big_groups(query[0], scores, rows, groups, start, stop, blocked)
+        if scanned:
+            return self._best_of_big_groups(query[0], scores, rows, groups, start, stop, blocked)
+        return scores, rows
 
     def _search_setup(self, fetch: int, start: int, stop: int, blocked: np.ndarray,
                       scan: np.ndarray | None) -> tuple[Any, list[Any], bool]:
@@ -485,9 +485,9 @@ class SearchService:
         """Each hit of a big group (scanned as its first eligible row) replaced by the group's best
         eligible row and its exact score, so the group shows its best copy and ranks by it.
 
-        Only hits already among the n kept: scoring a group costs a read of every copy (up to
-        hundreds of rows), and a copy scores within a few hundredths of its group's best, so a
-        group just below the cut gains its place in a deeper tier instead.
+        Only hits already among the n kept: scoring a group reads every copy (0.3 ms for 500), and a
+        group just below the cut can still rise in a deeper tier. The collapsed answer's recall
+        stays within 0.004 of scanning every copy (BENCHMARKS.md, section 10).
         """
         big = np.flatnonzero(groups.is_big(rows))
         if not big.size:
