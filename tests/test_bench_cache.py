@@ -3,9 +3,22 @@ holds reuses it (regenerating it also rebuilt every collection made from it, min
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
+import pytest
 
 from benchmarks.synthetic import synthetic_source
+
+
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """benchmarks.common sets TQDM_DISABLE and friends when imported: they must not reach the
+    subprocesses of later tests (a build on a terminal then drew no bars)."""
+    before = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(before)
 
 
 def test_a_source_with_enough_queries_is_reused_and_a_short_one_regenerated(tmp_path):

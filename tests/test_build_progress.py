@@ -30,7 +30,9 @@ def _build_command(source: Path, out: Path, model: Path) -> list[str]:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    """The build's environment, without TQDM_DISABLE (tqdm's own switch, which would hide the bars)."""
+    env = {key: value for key, value in os.environ.items() if key != "TQDM_DISABLE"}
+    return {**env, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
 
 
 def test_a_build_in_a_log_prints_one_line_per_stage_and_no_library_bars(tmp_path: Path, sample_images, tiny_clip):
