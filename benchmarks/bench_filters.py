@@ -5,7 +5,7 @@ case; and contiguous: a book whose rows sit together, as a year-sorted build usu
 is searched three ways, one query at a time (k=10):
 
 - shipped: ``SearchService.search_page(book_id=...)``, which scores the book's rows exactly from
-  the memory-mapped embeddings (``search_core.books.score_rows``);
+  the memory-mapped embeddings (``search_core.rerank.score_rows``);
 - FAISS ``IDSelectorBatch`` and ``IDSelectorBitmap`` passed with the search, at the index's own
   nprobe / efSearch (what the year filter does) and, for IVF, probing every list (what recall 1
   would take).

@@ -90,9 +90,15 @@ def rerank(embeddings: np.ndarray, query: np.ndarray, candidates: np.ndarray,
 
     Returns (scores, rows), best first, ties broken by row number so pages are stable.
     """
-    rows = np.unique(candidates[candidates >= 0]).astype(np.int64)   # sorted: sequential reads
-    if rows.size == 0:
-        return np.empty(0, np.float32), rows
+    return score_rows(embeddings, query, np.unique(candidates[candidates >= 0]), n)
+
+
+def score_rows(embeddings: np.ndarray, query: np.ndarray, rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top n of ``rows`` (a book's, a group's, an index's candidates): (scores, rows), best
+    first, ties broken by row number so pages are stable. Rows are read in ascending order."""
+    rows = np.sort(np.asarray(rows, dtype=np.int64))
+    if rows.size == 0 or n <= 0:
+        return np.empty(0, np.float32), np.empty(0, np.int64)
     scores = row_inner_products(embeddings, rows, query)
     order = np.lexsort((rows, -scores))[:n]
     return scores[order], rows[order]

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from search_core.books import BookIndex, score_rows
+from search_core.books import BookIndex
 from search_core.collapse import FIRST_ROUND_FACTOR, DuplicateGroups, top_groups
 from search_core.collection import Collection, check_year_range
 from search_core.errors import ModelMismatchError, QueryError
@@ -30,7 +30,14 @@ from search_core.index_params import search_parameters
 from search_core.layout import MODEL_PROBE_MIN_COSINE, MODEL_PROBE_TEXT
 from search_core.ordering import ORDER_BOOK, ORDER_RELEVANCE, ORDER_YEAR, check_order, year_ordered
 from search_core.query_threads import QUERY_THREADS, split_lists_between_threads
-from search_core.rerank import candidate_count, inner_products, is_exact, rerank, row_inner_products
+from search_core.rerank import (
+    candidate_count,
+    inner_products,
+    is_exact,
+    rerank,
+    row_inner_products,
+    score_rows,
+)
 from search_core.text_model import Alignment, TextModel
 from search_core.weak_match import is_weak
 
@@ -236,10 +243,8 @@ class SearchService:
             members = members[(members >= start) & (members < stop)]
         else:
             members = groups.eligible_members(int(groups.group_of[row]), start, stop, blocked)
-        scores = np.asarray(self.collection.embeddings[members], dtype=np.float32) @ query
-        order = np.lexsort((members, -scores))
-        end = min(offset + k, members.size)
-        hits = self._hits(scores[order][offset:end], members[order][offset:end], first_rank=offset + 1)
+        scores, ranked = score_rows(self.collection.embeddings, query, members, offset + k)
+        hits = self._hits(scores[offset:], ranked[offset:], first_rank=offset + 1)
         return SearchPage(hits=hits, offset=offset, k=k, total_eligible=int(members.size))
 
     def search_vector(self, vector: np.ndarray, k: int = 9, offset: int = 0, year_from: int | None = None,
