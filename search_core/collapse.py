@@ -136,11 +136,6 @@ class DuplicateGroups:
         keep[self._big[0]] = False
         return np.packbits(keep, bitorder="little")
 
-    @cached_property
-    def _heads_bitmap(self) -> np.ndarray:
-        rows, starts = self._big
-        return _with_rows(self._without_big, rows[starts])
-
     def scan_bitmap(self, start: int, stop: int, blocked: np.ndarray) -> np.ndarray | None:
         """The rows a collapsing approximate search scans, as a FAISS bitmap: every row except the
         copies of each big group after its first row inside [start, stop) and not in `blocked`
@@ -148,8 +143,6 @@ class DuplicateGroups:
         the search's other selectors."""
         if not self.has_big_groups:
             return None
-        if start == 0 and stop >= self.rows and not blocked.size:
-            return self._heads_bitmap          # the plain query: each group's first row, computed once
         rows, starts = self._big
         eligible = (rows >= start) & (rows < stop)
         if blocked.size:
