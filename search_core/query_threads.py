@@ -52,13 +52,14 @@ class QueryThreads:
         self.limit = _checked(limit)
 
     @contextlib.contextmanager
-    def busy(self) -> Iterator[None]:
-        """Mark other CPU-heavy work of this process (encoding a query) while it runs: a search
-        meanwhile keeps to one thread."""
+    def busy(self) -> Iterator[bool]:
+        """Mark CPU-heavy work of this process (a search, or encoding a query) while it runs; yields
+        whether nothing else was running when it started. A search meanwhile keeps to one thread."""
         with self._lock:
             self._running += 1
+            alone = self._running == 1
         try:
-            yield
+            yield alone
         finally:
             with self._lock:
                 self._running -= 1
@@ -71,18 +72,14 @@ class QueryThreads:
         is per calling thread, so concurrent searches each get their own."""
         import faiss
 
-        with self._lock:
-            self._running += 1
-            alone = self._running == 1
-        threads = max(1, min(self.limit, lists // MIN_LISTS_PER_THREAD)) if alone else 1
-        previous = faiss.omp_get_max_threads()
-        faiss.omp_set_num_threads(threads)
-        try:
-            yield threads
-        finally:
-            faiss.omp_set_num_threads(previous)
-            with self._lock:
-                self._running -= 1
+        with self.busy() as alone:
+            threads = max(1, min(self.limit, lists // MIN_LISTS_PER_THREAD)) if alone else 1
+            previous = faiss.omp_get_max_threads()
+            faiss.omp_set_num_threads(threads)
+            try:
+                yield threads
+            finally:
+                faiss.omp_set_num_threads(previous)
 
 
 def split_lists_between_threads(index: Any) -> None:
